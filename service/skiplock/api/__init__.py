@@ -1,0 +1,1 @@
+"""The HTTP API: a Starlette app served by uvicorn."""

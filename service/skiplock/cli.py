@@ -1,0 +1,142 @@
+"""The `skiplock` command: parse flags, call one function.
+
+Any SkiplockError becomes one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from psycopg import AsyncConnection
+
+from skiplock import db, keys
+from skiplock.errors import ConfigError, SkiplockError
+from skiplock.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        settings = load_settings()
+        result: int = args.run(settings, args)
+        return result
+    except SkiplockError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skiplock", description="A Postgres-native job queue service."
+    )
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    dev = commands.add_parser("dev", help="zero-config: embedded Postgres + API in one process")
+    dev.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    dev.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
+    dev.add_argument("--data-dir", type=Path, default=Path(".skiplock"),
+                     help="cluster and assets live here between runs (default ./.skiplock)")
+    dev.set_defaults(run=_run_dev)
+
+    migrate = commands.add_parser("migrate", help="apply the SQL migrations to DATABASE_URL")
+    migrate.add_argument("--rollback", action="store_true", help="undo the last migration")
+    migrate.set_defaults(run=_run_migrate)
+
+    company = commands.add_parser("company", help="manage companies (tenants)")
+    company_commands = company.add_subparsers(metavar="ACTION", required=True)
+    company_create = company_commands.add_parser("create", help="create a company and its key")
+    company_create.add_argument("name")
+    company_create.set_defaults(run=_run_company_create)
+
+    key = commands.add_parser("key", help="manage API keys")
+    key_commands = key.add_subparsers(metavar="ACTION", required=True)
+    key_create = key_commands.add_parser("create", help="create an API key for a company")
+    key_create.add_argument("company_id")
+    key_create.set_defaults(run=_run_key_create)
+    key_revoke = key_commands.add_parser("revoke", help="revoke an API key")
+    key_revoke.add_argument("key_id")
+    key_revoke.set_defaults(run=_run_key_revoke)
+    return parser
+
+
+def _uuid_arg(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ConfigError(f"skiplock: {value!r} is not a {what} (expected a UUID)") from None
+
+
+def _with_connection(
+    settings: Settings, action: Callable[[AsyncConnection[Any]], Awaitable[T]]
+) -> T:
+    """Run an async admin action on one autocommit connection."""
+
+    async def run() -> T:
+        conn = await db.connect_async(settings.require_database_url())
+        async with conn:
+            return await action(conn)
+
+    return asyncio.run(run())
+
+
+def _print_json(value: dict[str, Any]) -> None:
+    print(json.dumps(value))
+
+
+def _run_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    report = db.migrate(settings.require_database_url(), rollback=args.rollback)
+    if args.rollback:
+        done = ", ".join(report.rolled_back) or "nothing (no migration is applied)"
+        print(f"rolled back: {done}")
+    elif report.applied:
+        print(f"applied {len(report.applied)} migration(s): {', '.join(report.applied)}")
+    else:
+        print(f"up to date: all {report.total} migration(s) already applied")
+    if report.rebased_events:
+        print(f"rebased the xid of {report.rebased_events} event(s) restored from another cluster")
+    return 0
+
+
+def _run_company_create(settings: Settings, args: argparse.Namespace) -> int:
+    name = args.name.strip()
+    if not name:
+        raise ConfigError("skiplock: a company name cannot be blank")
+    new = _with_connection(settings, lambda conn: keys.create_company(conn, name))
+    _print_json({"companyId": str(new.company_id), "keyId": str(new.key_id),
+                 "apiKey": new.api_key})
+    return 0
+
+
+def _run_key_create(settings: Settings, args: argparse.Namespace) -> int:
+    company_id = _uuid_arg(args.company_id, "company id")
+    new = _with_connection(settings, lambda conn: keys.create_key(conn, company_id))
+    _print_json({"keyId": str(new.key_id), "apiKey": new.api_key})
+    return 0
+
+
+def _run_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    key_id = _uuid_arg(args.key_id, "key id")
+    _with_connection(settings, lambda conn: keys.revoke_key(conn, key_id))
+    _print_json({"keyId": str(key_id), "revoked": True})
+    return 0
+
+
+def _run_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from skiplock.dev import run_dev
+
+    return run_dev(settings, data_dir=args.data_dir, host=args.host, port=args.port)

@@ -1,0 +1,102 @@
+"""`skiplock dev`: everything in one process, on an embedded Postgres, with no set-up.
+
+The cluster lives in DATA_DIR/pgdata (or under /var/lib/skiplock when run as root and the
+postgres OS user cannot reach DATA_DIR), assets in DATA_DIR/storage. A `dev` company and its
+key are made on the first run; the key is kept in DATA_DIR/dev-api-key (mode 0600), so every
+run over the same data dir prints the same one. Ctrl-C stops the API and then Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from skiplock import db, keys, store
+from skiplock.embedded import EmbeddedPostgres
+from skiplock.settings import DEFAULT_STORAGE_DIR, Settings
+
+DEV_COMPANY = "dev"
+KEY_FILE = "dev-api-key"
+
+
+def run_dev(settings: Settings, *, data_dir: Path, host: str, port: int) -> int:
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.storage_dir == DEFAULT_STORAGE_DIR:
+        settings = settings.with_overrides(storage_dir=data_dir / "storage")
+
+    embedded: EmbeddedPostgres | None = None
+    if settings.database_url is None:
+        embedded = EmbeddedPostgres.for_data_dir(data_dir, log_file=data_dir / "postgres.log")
+        _say(f"pgdata: {embedded.pgdata}")
+        embedded.start()
+        settings = settings.with_overrides(database_url=embedded.url("postgres"))
+    try:
+        database_url = settings.require_database_url()
+        db.migrate(database_url)
+        company_id, api_key = asyncio.run(_ensure_dev_key(database_url, data_dir / KEY_FILE))
+        _say(f"url: http://{host}:{port}")
+        _say(f"companyId: {company_id}")
+        _say(f"apiKey: {api_key}")
+        _say(f"database: {database_url}")
+        _say("ready; press Ctrl-C to stop")
+        if not _serve(settings, host, port):
+            return 2
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+async def _ensure_dev_key(database_url: str, key_file: Path) -> tuple[str, str]:
+    """The dev company's id and key: the saved key if it still resolves, else a new one."""
+    conn = await db.connect_async(database_url)
+    async with conn:
+        saved = key_file.read_text().strip() if key_file.exists() else ""
+        resolved = await keys.resolve_key(conn, saved) if saved else None
+        if resolved is not None:
+            return str(resolved.company_id), saved
+        company_id = await _dev_company(conn)
+        new = await keys.create_key(conn, company_id)
+    _write_private(key_file, new.api_key)
+    return str(new.company_id), new.api_key
+
+
+async def _dev_company(conn: AsyncConnection[Any]) -> Any:
+    found = await store.find_company_by_name(conn, DEV_COMPANY)
+    if found is not None:
+        return found["id"]
+    return (await store.create_company(conn, DEV_COMPANY))["id"]
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text + "\n")
+
+
+def _serve(settings: Settings, host: str, port: int) -> bool:
+    """Serve until Ctrl-C or SIGTERM; False if the server could not start."""
+    import uvicorn
+
+    from skiplock.api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        print(f"skiplock: could not serve on {host}:{port}; is the port in use? "
+              "choose another with --port", file=sys.stderr)
+        return False
+    return True

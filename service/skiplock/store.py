@@ -1,0 +1,152 @@
+"""The named queries of sql/queries/, one async function each.
+
+Every SQL statement skiplock runs is a file in sql/queries/ (loaded once, here), so a person
+can read them all in one place. Functions take an autocommit AsyncConnection (from the pool
+or a dedicated one) and return plain rows; they hold no state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import cache
+from typing import Any, LiteralString, cast
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+
+from skiplock import paths
+from skiplock.errors import MigrationError
+
+Row = dict[str, Any]
+
+
+@cache
+def query(name: str) -> LiteralString:
+    """The text of sql/queries/<name>.sql (shipped in the wheel as skiplock/sql/queries)."""
+    folder = paths.queries_dir()
+    if folder is None:
+        raise MigrationError(
+            "skiplock: the SQL folder skiplock/sql is missing from this install; "
+            "reinstall skiplock (pip install --force-reinstall skiplock)"
+        )
+    text = (folder / f"{name}.sql").read_text("utf-8")
+    # The files are ours, shipped with the package: as trusted as a literal in this module.
+    return cast(LiteralString, text)
+
+
+def query_names() -> list[str]:
+    folder = paths.queries_dir()
+    return sorted(p.stem for p in folder.glob("*.sql")) if folder else []
+
+
+async def _one(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> Row | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query(name), params)
+        return await cur.fetchone()
+
+
+async def _all(
+    conn: AsyncConnection[Any], statement: sql.Composable | LiteralString, params: dict[str, Any]
+) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(statement, params, prepare=True)
+        return await cur.fetchall()
+
+
+# ------------------------------------------------------------------------------------------
+# Companies and keys
+# ------------------------------------------------------------------------------------------
+
+
+async def create_company(conn: AsyncConnection[Any], name: str) -> Row:
+    row = await _one(conn, "create_company", {"name": name})
+    assert row is not None  # INSERT ... RETURNING always returns the row
+    return row
+
+
+async def find_company_by_name(conn: AsyncConnection[Any], name: str) -> Row | None:
+    return await _one(conn, "find_company_by_name", {"name": name})
+
+
+async def create_api_key(
+    conn: AsyncConnection[Any], key_id: uuid.UUID, company_id: uuid.UUID, key_hash: str
+) -> Row | None:
+    """None when the company does not exist."""
+    params = {"id": key_id, "company_id": company_id, "key_hash": key_hash}
+    return await _one(conn, "create_api_key", params)
+
+
+async def revoke_api_key(conn: AsyncConnection[Any], key_id: uuid.UUID) -> Row | None:
+    """None when no such key exists."""
+    return await _one(conn, "revoke_api_key", {"id": key_id})
+
+
+async def find_api_key(conn: AsyncConnection[Any], key_id: uuid.UUID) -> Row | None:
+    return await _one(conn, "find_api_key", {"id": key_id})
+
+
+# ------------------------------------------------------------------------------------------
+# The event log
+# ------------------------------------------------------------------------------------------
+
+
+async def find_event_position(
+    conn: AsyncConnection[Any],
+    event_id: int,
+    company_id: uuid.UUID,
+    job_id: uuid.UUID | None = None,
+) -> Row | None:
+    params = {"event_id": event_id, "company_id": company_id, "job_id": job_id}
+    return await _one(conn, "find_event_position", params)
+
+
+async def read_events_after(
+    conn: AsyncConnection[Any],
+    *,
+    scope: str,
+    scope_id: uuid.UUID,
+    after_xid: int,
+    after_id: int,
+    limit: int,
+) -> list[Row]:
+    """scope is 'company_id' or 'job_id'. One row even when no event is due (id is None)."""
+    if scope not in ("company_id", "job_id"):
+        raise ValueError(f"unknown event scope {scope!r}")
+    statement = sql.SQL(query("read_events_after")).format(scope=sql.Identifier(scope))
+    params = {
+        "scope_id": scope_id,
+        "after_xid": str(after_xid),
+        "after_id": after_id,
+        "limit": limit,
+    }
+    return await _all(conn, statement, params)
+
+
+async def read_all_events_after(
+    conn: AsyncConnection[Any], *, after_xid: int, after_id: int, limit: int
+) -> list[Row]:
+    params = {"after_xid": str(after_xid), "after_id": after_id, "limit": limit}
+    return await _all(conn, query("read_all_events_after"), params)
+
+
+# ------------------------------------------------------------------------------------------
+# Jobs
+# ------------------------------------------------------------------------------------------
+
+
+async def claim_jobs(
+    conn: AsyncConnection[Any],
+    *,
+    worker_id: str,
+    job_types: list[str],
+    limit: int,
+    lease_seconds: float,
+) -> list[Row]:
+    params = {
+        "worker_id": worker_id,
+        "job_types": job_types,
+        "limit": limit,
+        "lease_seconds": lease_seconds,
+    }
+    return await _all(conn, query("claim_jobs"), params)
+

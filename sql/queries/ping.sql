@@ -1,0 +1,2 @@
+-- ping: the cheapest round trip, for /healthz.
+SELECT 1
