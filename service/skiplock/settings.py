@@ -7,6 +7,7 @@ names the variable, the value and what is expected, before anything else happens
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -103,6 +104,8 @@ def _database_url(raw: str | None) -> str | None:
         conninfo_to_dict(raw)
     except Exception as exc:  # psycopg raises ProgrammingError with libpq's reason
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # libpq quotes the whole URI back, password and all: never print it.
+        reason = re.sub(r'\s*in URI: ".*"', "", reason.replace(raw, "<DATABASE_URL>"))
         raise ConfigError(
             f"skiplock: DATABASE_URL is not a valid libpq connection string ({reason}); "
             "expected e.g. postgresql://user:password@localhost:5432/skiplock"

@@ -1,0 +1,197 @@
+"""The migrated schema matches SPEC §2: tables, columns, checks, indexes, view, function."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from skiplock import store
+
+Conn = psycopg.Connection[Any]
+
+SPEC_COLUMNS = {
+    "companies": {"id", "name", "created_at"},
+    "api_keys": {"id", "company_id", "key_hash", "created_at", "revoked_at"},
+    "content_jobs": {
+        "id", "company_id", "job_type", "status", "input", "result_asset_id", "error_message",
+        "source_task_id", "started_at", "finished_at", "created_at", "updated_at", "priority",
+        "run_at", "attempts", "max_attempts", "timeout_seconds", "locked_by",
+        "lease_expires_at", "progress", "idempotency_key", "idempotency_request_sha256",
+    },
+    "assets": {
+        "id", "company_id", "provider", "object_key", "content_type", "byte_size", "sha256",
+        "original_filename", "created_by_agent_id", "created_by_user_id", "source_task_id",
+        "created_at", "updated_at",
+    },
+    "content_job_events": {"id", "xid", "company_id", "job_id", "type", "payload", "created_at"},
+    "workers": {"id", "hostname", "pid", "job_types", "concurrency", "started_at",
+                "last_seen_at"},
+}
+
+
+def columns(conn: Conn, table: str) -> dict[str, tuple[str, str | None, str]]:
+    rows = conn.execute(
+        """SELECT column_name, data_type, column_default, is_nullable
+           FROM information_schema.columns
+           WHERE table_schema = 'skiplock' AND table_name = %s""", (table,)).fetchall()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+@pytest.mark.parametrize("table", sorted(SPEC_COLUMNS))
+def test_table_has_the_spec_columns_and_comments(conn: Conn, table: str) -> None:
+    assert SPEC_COLUMNS[table] <= set(columns(conn, table))
+    comment = conn.execute("SELECT obj_description(%s::regclass, 'pg_class')",
+                           (f"skiplock.{table}",)).fetchone()
+    assert comment is not None and comment[0], f"{table} has no COMMENT"
+
+
+def test_every_table_and_wondered_about_column_is_commented(conn: Conn) -> None:
+    uncommented_tables = conn.execute(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'skiplock' AND c.relkind IN ('r', 'v')
+             AND c.relname NOT LIKE '%%yoyo%%'
+             AND obj_description(c.oid, 'pg_class') IS NULL""").fetchall()
+    assert uncommented_tables == []
+    for column in ("status", "priority", "run_at", "attempts", "locked_by", "lease_expires_at",
+                   "progress", "idempotency_key", "idempotency_request_sha256"):
+        row = conn.execute(
+            "SELECT col_description('skiplock.content_jobs'::regclass, attnum) "
+            "FROM pg_attribute WHERE attrelid = 'skiplock.content_jobs'::regclass "
+            "AND attname = %s", (column,)).fetchone()
+        assert row is not None and row[0], f"content_jobs.{column} has no COMMENT"
+    for function in ("enqueue_content_job", "content_jobs_log_insert", "content_jobs_log_update"):
+        row = conn.execute(
+            "SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'skiplock' AND p.proname = %s", (function,)).fetchone()
+        assert row is not None and row[0], f"{function} has no COMMENT"
+
+
+def test_content_jobs_column_types_and_defaults(conn: Conn) -> None:
+    cols = columns(conn, "content_jobs")
+    assert cols["id"][0] == "uuid" and "gen_random_uuid()" in (cols["id"][1] or "")
+    assert cols["input"][0] == "jsonb" and cols["input"][1] is not None
+    assert cols["priority"][0] == "integer" and cols["priority"][1] == "0"
+    assert cols["max_attempts"][1] == "3"
+    assert cols["run_at"][0] == "timestamp with time zone" and cols["run_at"][1] == "now()"
+    assert cols["result_asset_id"][2] == "YES" and cols["source_task_id"][2] == "YES"
+    assert columns(conn, "content_job_events")["xid"][0] == "xid8"
+    assert columns(conn, "assets")["byte_size"][0] == "bigint"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "constraint"),
+    [
+        ("status = 'sleeping'", "status_is_known"),
+        ("priority = 100000", "priority_in_range"),
+        ("max_attempts = 0", "max_attempts_in_range"),
+        ("input = '[1]'", "input_is_object"),
+        ("status = 'running'", "running_has_lease"),
+    ],
+)
+def test_checks_refuse_bad_rows(
+    conn: Conn, company_id: uuid.UUID, assignment: str, constraint: str
+) -> None:
+    conn.execute("INSERT INTO content_jobs (company_id, job_type) VALUES (%s, 'x')",
+                 (company_id,))
+    with pytest.raises(psycopg.errors.CheckViolation) as caught:
+        conn.execute(f"UPDATE content_jobs SET {assignment}")
+    assert caught.value.diag.constraint_name == constraint
+
+
+def test_idempotency_key_is_unique_per_company(conn: Conn, company_id: uuid.UUID) -> None:
+    other = conn.execute("INSERT INTO companies (name) VALUES ('b') RETURNING id").fetchone()
+    assert other is not None
+    insert = "INSERT INTO content_jobs (company_id, job_type, idempotency_key) VALUES (%s, 'x', 'k')"
+    conn.execute(insert, (company_id,))
+    conn.execute(insert, (other[0],))  # another company may use the same key
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(insert, (company_id,))
+
+
+def test_spec_indexes_exist(conn: Conn) -> None:
+    rows = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'skiplock'"
+                        " AND tablename = 'content_jobs'").fetchall()
+    defs = dict(rows)
+    assert "(company_id, status)" in defs["content_jobs_company_status_idx"]
+    assert "(company_id, created_at" in defs["content_jobs_company_created_idx"]
+    assert "WHERE (status = 'queued'::text)" in defs["content_jobs_claim_idx"]
+    source_idx = conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'skiplock' "
+                              "AND tablename = 'assets' AND indexdef LIKE '%%source_task_id%%'"
+                              ).fetchone()
+    assert source_idx is not None
+
+
+def test_everything_lives_in_the_skiplock_schema(conn: Conn) -> None:
+    stray = conn.execute(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public'""").fetchall()
+    assert stray == []
+    yoyo = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'skiplock' "
+                        "AND tablename LIKE '%%yoyo%%'").fetchone()
+    assert yoyo is not None and yoyo[0] >= 2
+
+
+def test_content_job_stats_counts_per_company_type_and_status(
+    conn: Conn, company_id: uuid.UUID
+) -> None:
+    other = conn.execute("INSERT INTO companies (name) VALUES ('b') RETURNING id").fetchone()
+    assert other is not None
+    conn.execute("""INSERT INTO content_jobs (company_id, job_type, created_at)
+                    SELECT %s, t, '2026-01-01'::timestamptz + make_interval(mins => g)
+                    FROM generate_series(1, 3) g, unnest(ARRAY['diagram', 'video']) t""",
+                 (company_id,))
+    conn.execute("INSERT INTO content_jobs (company_id, job_type) VALUES (%s, 'diagram')",
+                 (other[0],))
+    conn.execute("""UPDATE content_jobs SET status = 'canceled'
+                    WHERE company_id = %s AND job_type = 'video'
+                      AND created_at = '2026-01-01 00:01+00'""", (company_id,))
+    rows = conn.execute("""SELECT job_type, status, count, oldest_created_at
+                           FROM content_job_stats WHERE company_id = %s
+                           ORDER BY job_type, status""", (company_id,)).fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("diagram", "queued", 3), ("video", "canceled", 1), ("video", "queued", 2)]
+    assert rows[0][3].isoformat() == "2026-01-01T00:01:00+00:00"
+    assert rows[2][3].isoformat() == "2026-01-01T00:02:00+00:00"
+
+
+def test_claim_query_is_an_index_scan_with_100k_finished_jobs(
+    conn: Conn, company_id: uuid.UUID
+) -> None:
+    conn.execute("ALTER TABLE content_jobs DISABLE TRIGGER USER")  # bulk load, no event log
+    conn.execute("""INSERT INTO content_jobs (company_id, job_type, status, finished_at)
+                    SELECT %s, 'diagram', 'done', now() FROM generate_series(1, 100000)""",
+                 (company_id,))
+    conn.execute("ALTER TABLE content_jobs ENABLE TRIGGER USER")
+    conn.execute("""INSERT INTO content_jobs (company_id, job_type)
+                    SELECT %s, 'diagram' FROM generate_series(1, 5)""", (company_id,))
+    conn.execute("ANALYZE content_jobs")
+    params = {"worker_id": "w", "job_types": ["diagram"], "limit": 10, "lease_seconds": 30}
+    plan = conn.execute(f"EXPLAIN (FORMAT JSON) {store.query('claim_jobs')}", params).fetchone()
+    assert plan is not None
+    text = json.dumps(plan[0])
+    assert "content_jobs_claim_idx" in text
+    assert '"Seq Scan"' not in text
+
+
+def test_enqueue_function_signature_defaults(conn: Conn, company_id: uuid.UUID) -> None:
+    row = conn.execute("SELECT enqueue_content_job(%s, 'diagram')", (company_id,)).fetchone()
+    assert row is not None
+    job = conn.execute("SELECT input, priority, max_attempts, attempts, status, run_at <= now() "
+                       "FROM content_jobs WHERE id = %s", (row[0],)).fetchone()
+    assert job == ({}, 0, 3, 0, "queued", True)
+
+
+def test_every_named_query_is_used_by_the_service() -> None:
+    from pathlib import Path
+
+    service = Path(__file__).resolve().parent.parent / "service" / "skiplock"
+    code = "\n".join(p.read_text() for p in service.rglob("*.py"))
+    unused = [name for name in store.query_names()
+              if f'"{name}"' not in code and f"store.{name}(" not in code
+              and f"def {name}(" not in code]
+    assert unused == []
