@@ -26,8 +26,13 @@ def run_cli(
             full_env[key] = value
     command = (executable or [sys.executable, "-m", "skiplock"]) + list(args)
     return subprocess.run(
-        command, env=full_env, capture_output=True, text=True, timeout=timeout,
-        cwd=cwd or REPO, check=False,
+        command,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or REPO,
+        check=False,
     )
 
 

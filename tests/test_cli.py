@@ -18,8 +18,9 @@ def test_bad_database_url_is_one_line() -> None:
 
 
 def test_unreachable_database_is_one_line() -> None:
-    line = one_line_error(run_cli(
-        "migrate", env={"DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/skiplock"}))
+    line = one_line_error(
+        run_cli("migrate", env={"DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/skiplock"})
+    )
     assert "cannot connect to Postgres at 127.0.0.1:1" in line
     assert "hunter2" not in line
 
@@ -31,8 +32,9 @@ def test_missing_database_url_is_one_line() -> None:
 
 def test_bad_lease_seconds_is_one_line() -> None:
     line = one_line_error(run_cli("migrate", env={"SKIPLOCK_LEASE_SECONDS": "abc"}))
-    assert line == ("skiplock: SKIPLOCK_LEASE_SECONDS='abc' is not a whole number of seconds "
-                    "(default 30)")
+    assert line == (
+        "skiplock: SKIPLOCK_LEASE_SECONDS='abc' is not a whole number of seconds (default 30)"
+    )
     line = one_line_error(run_cli("migrate", env={"SKIPLOCK_LEASE_SECONDS": "0"}))
     assert "out of range" in line
 
@@ -57,15 +59,19 @@ def test_company_and_key_administration(database_url: str) -> None:
     revoked = run_cli("key", "revoke", new_key["keyId"], env=env)
     assert revoked.returncode == 0, revoked.stderr
     with psycopg.connect(database_url) as conn:
-        row: Any = conn.execute("SELECT revoked_at IS NOT NULL FROM skiplock.api_keys "
-                                "WHERE id = %s", (new_key["keyId"],)).fetchone()
+        row: Any = conn.execute(
+            "SELECT revoked_at IS NOT NULL FROM skiplock.api_keys WHERE id = %s",
+            (new_key["keyId"],),
+        ).fetchone()
     assert row == (True,)
 
     assert "no company with id" in one_line_error(
-        run_cli("key", "create", "00000000-0000-0000-0000-000000000000", env=env))
+        run_cli("key", "create", "00000000-0000-0000-0000-000000000000", env=env)
+    )
     assert "not a company id" in one_line_error(run_cli("key", "create", "nope", env=env))
     assert "no API key with id" in one_line_error(
-        run_cli("key", "revoke", "00000000-0000-0000-0000-000000000000", env=env))
+        run_cli("key", "revoke", "00000000-0000-0000-0000-000000000000", env=env)
+    )
 
 
 def test_console_script_and_module_are_the_same_cli() -> None:

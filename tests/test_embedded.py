@@ -6,6 +6,7 @@ postgres OS user can reach, because as root the server runs as that user.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -81,7 +82,12 @@ def children_of(pid: int) -> list[int]:
 
 
 def alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
+    """Whether `pid` is a process that has not exited (a zombie waiting for init has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def postmaster_pid(pg: EmbeddedPostgres) -> int:
@@ -103,7 +109,7 @@ def test_started_cluster_accepts_connections_and_stop_leaves_no_process(
         assert pg.is_running()
         with psycopg.connect(pg.url()) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
-            settings = dict(
+            settings: dict[str, str] = dict(
                 conn.execute(
                     "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
                     (["fsync", "listen_addresses", "max_connections"],),
@@ -214,6 +220,8 @@ def test_for_data_dir_as_root_moves_unreachable_cluster_to_var_lib(tmp_path: Pat
         assert processes_naming(pg.pgdata) == []
     finally:
         shutil.rmtree(home, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            home.parent.rmdir()  # only if no other cluster lives there
 
 
 def test_missing_major_version_is_one_line_naming_the_fix() -> None:

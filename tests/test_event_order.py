@@ -24,7 +24,9 @@ Conn = psycopg.Connection[Any]
 def insert_job(conn: Conn, company_id: uuid.UUID) -> uuid.UUID:
     row = conn.execute(
         "INSERT INTO skiplock.content_jobs (company_id, job_type) VALUES (%s, 'diagram') "
-        "RETURNING id", (company_id,)).fetchone()
+        "RETURNING id",
+        (company_id,),
+    ).fetchone()
     assert row is not None
     return row[0]  # type: ignore[no-any-return]
 
@@ -40,7 +42,9 @@ class NaiveReader:
     def poll(self) -> None:
         rows = self.conn.execute(
             "SELECT id FROM skiplock.content_job_events WHERE company_id = %s AND id > %s "
-            "ORDER BY id", (self.company_id, self.last)).fetchall()
+            "ORDER BY id",
+            (self.company_id, self.last),
+        ).fetchall()
         for (event_id,) in rows:
             self.seen.append(event_id)
             self.last = event_id
@@ -56,8 +60,9 @@ class OrderedReader:
         self.pending = False
 
     async def poll(self) -> None:
-        batch = await events.read_company_events(self.aconn, self.company_id, self.position,
-                                                 limit=3)
+        batch = await events.read_company_events(
+            self.aconn, self.company_id, self.position, limit=3
+        )
         self.seen.extend(e.id for e in batch.events)
         self.position, self.pending = batch.position, batch.pending
 
@@ -76,8 +81,9 @@ async def test_out_of_order_commits_lose_nothing_while_id_reader_does(
         first.commit()
     naive.poll()
     await ordered.poll()
-    all_ids = [r[0] for r in conn.execute(
-        "SELECT id FROM content_job_events ORDER BY id").fetchall()]
+    all_ids = [
+        r[0] for r in conn.execute("SELECT id FROM content_job_events ORDER BY id").fetchall()
+    ]
     assert sorted(ordered.seen) == all_ids
     assert len(naive.seen) < len(all_ids), "the id > last reader should have missed one"
 
@@ -105,7 +111,9 @@ async def test_many_writers_committing_in_random_order_are_read_exactly_once(
                     else:
                         cur.execute(
                             "UPDATE skiplock.content_jobs SET progress = jsonb_build_object("
-                            "'fraction', random()) WHERE id = %s", (job,))
+                            "'fraction', random()) WHERE id = %s",
+                            (job,),
+                        )
             rng.shuffle(open_writers)
             for writer in open_writers:
                 writer.commit()
@@ -119,9 +127,12 @@ async def test_many_writers_committing_in_random_order_are_read_exactly_once(
     finally:
         for writer in writers:
             writer.close()
-    all_ids = [r[0] for r in conn.execute(
-        "SELECT id FROM content_job_events WHERE company_id = %s ORDER BY id",
-        (company_id,)).fetchall()]
+    all_ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM content_job_events WHERE company_id = %s ORDER BY id", (company_id,)
+        ).fetchall()
+    ]
     assert len(ordered.seen) == len(set(ordered.seen)), "an event was read twice"
     assert sorted(ordered.seen) == all_ids, "an event was skipped"
     assert len(set(naive.seen)) < len(all_ids)
@@ -134,13 +145,17 @@ async def test_transaction_that_waited_on_a_job_lock_sorts_after_what_it_waited_
     early = await psycopg.AsyncConnection.connect(database_url)
     late = await psycopg.AsyncConnection.connect(database_url)
     try:
-        early_xid = (await (await early.execute("SELECT pg_current_xact_id()::text")).fetchone())
+        early_xid = await (await early.execute("SELECT pg_current_xact_id()::text")).fetchone()
         await late.execute("SELECT pg_current_xact_id()")
-        await late.execute("UPDATE skiplock.content_jobs SET status = 'canceled' WHERE id = %s",
-                           (job_id,))
+        await late.execute(
+            "UPDATE skiplock.content_jobs SET status = 'canceled' WHERE id = %s", (job_id,)
+        )
         # `early` took its xid first, then waits on the row lock `late` holds.
-        blocked = asyncio.create_task(early.execute(
-            "UPDATE skiplock.content_jobs SET status = 'queued' WHERE id = %s", (job_id,)))
+        blocked = asyncio.create_task(
+            early.execute(
+                "UPDATE skiplock.content_jobs SET status = 'queued' WHERE id = %s", (job_id,)
+            )
+        )
         await asyncio.sleep(0.2)
         assert not blocked.done()
         await late.commit()
@@ -151,7 +166,10 @@ async def test_transaction_that_waited_on_a_job_lock_sorts_after_what_it_waited_
         await late.close()
     batch = await events.read_job_events(aconn, job_id, events.START)
     assert [e.type for e in batch.events] == [
-        "content_job.queued", "content_job.canceled", "content_job.queued"]
+        "content_job.queued",
+        "content_job.canceled",
+        "content_job.queued",
+    ]
     canceled, requeued = batch.events[1], batch.events[2]
     assert early_xid is not None and int(early_xid[0]) < canceled.xid
     assert requeued.xid == canceled.xid, "the waiting transaction's event was not raised"
@@ -185,8 +203,11 @@ async def test_long_open_write_transaction_elsewhere_holds_events_until_it_ends(
 async def test_reader_pages_through_a_backlog_in_order(
     conn: Conn, aconn: psycopg.AsyncConnection[Any], company_id: uuid.UUID, limit: int
 ) -> None:
-    conn.execute("""INSERT INTO content_jobs (company_id, job_type)
-                    SELECT %s, 'bulk' FROM generate_series(1, 50)""", (company_id,))
+    conn.execute(
+        """INSERT INTO content_jobs (company_id, job_type)
+                    SELECT %s, 'bulk' FROM generate_series(1, 50)""",
+        (company_id,),
+    )
     conn.execute("UPDATE content_jobs SET status = 'canceled'")
     position, seen = events.START, []
     while True:

@@ -18,8 +18,10 @@ from skiplock import db
 
 def skiplock_tables(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'skiplock' "
-                            "AND tablename NOT LIKE '%%yoyo%%'").fetchall()
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'skiplock' "
+            "AND tablename NOT LIKE '%%yoyo%%'"
+        ).fetchall()
     return {r[0] for r in rows}
 
 
@@ -56,22 +58,27 @@ def test_migrate_cli_reports_what_it_did(empty_database_url: str) -> None:
 def test_migrate_rebases_event_xids_restored_from_another_cluster(
     database_url: str, conn: psycopg.Connection[Any], company_id: Any
 ) -> None:
-    conn.execute("INSERT INTO content_jobs (company_id, job_type) "
-                 "SELECT %s, 'x' FROM generate_series(1, 3)", (company_id,))
+    conn.execute(
+        "INSERT INTO content_jobs (company_id, job_type) SELECT %s, 'x' FROM generate_series(1, 3)",
+        (company_id,),
+    )
     # As if restored from a cluster whose xids ran far ahead of this one's.
-    conn.execute("UPDATE content_job_events SET xid = "
-                 "(pg_current_xact_id()::text::bigint + 1000000 + id)::text::xid8")
-    before = [r[0] for r in conn.execute(
-        "SELECT id FROM content_job_events ORDER BY xid, id").fetchall()]
+    conn.execute(
+        "UPDATE content_job_events SET xid = "
+        "(pg_current_xact_id()::text::bigint + 1000000 + id)::text::xid8"
+    )
+    before = [
+        r[0] for r in conn.execute("SELECT id FROM content_job_events ORDER BY xid, id").fetchall()
+    ]
 
     report = db.migrate(database_url)
     assert report.rebased_events == 3
 
-    row = conn.execute("SELECT max(xid) < pg_current_xact_id() FROM content_job_events"
-                       ).fetchone()
+    row = conn.execute("SELECT max(xid) < pg_current_xact_id() FROM content_job_events").fetchone()
     assert row == (True,)
-    after = [r[0] for r in conn.execute(
-        "SELECT id FROM content_job_events ORDER BY xid, id").fetchall()]
+    after = [
+        r[0] for r in conn.execute("SELECT id FROM content_job_events ORDER BY xid, id").fetchall()
+    ]
     assert after == before
     assert db.migrate(database_url).rebased_events == 0
 
@@ -84,18 +91,48 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     test checks what the wheel carries without downloading anything.
     """
     root = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                    str(root / "dist"), str(REPO)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(root / "dist"),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
     wheel = next((root / "dist").glob("skiplock-*.whl"))
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                           "['purelib'])"], check=True, capture_output=True, text=True)
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     site_dir = Path(site.stdout.strip())
     (site_dir / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
-                    str(site_dir), str(wheel)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(site_dir),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return venv
 
 
@@ -109,8 +146,13 @@ def test_wheel_install_migrates_and_without_sql_fails_in_one_line(
     result = run_cli("migrate", env=env, executable=[python, "-m", "skiplock"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "applied 1 migration(s)" in result.stdout
-    origin = subprocess.run([python, "-c", "import skiplock; print(skiplock.__file__)"],
-                            capture_output=True, text=True, check=True, cwd=tmp_path)
+    origin = subprocess.run(
+        [python, "-c", "import skiplock; print(skiplock.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     package = Path(origin.stdout.strip()).parent
     assert str(wheel_venv) in str(package), "imported the checkout, not the wheel"
     assert (package / "sql" / "0001.schema.sql").is_file()

@@ -17,19 +17,46 @@ SPEC_COLUMNS = {
     "companies": {"id", "name", "created_at"},
     "api_keys": {"id", "company_id", "key_hash", "created_at", "revoked_at"},
     "content_jobs": {
-        "id", "company_id", "job_type", "status", "input", "result_asset_id", "error_message",
-        "source_task_id", "started_at", "finished_at", "created_at", "updated_at", "priority",
-        "run_at", "attempts", "max_attempts", "timeout_seconds", "locked_by",
-        "lease_expires_at", "progress", "idempotency_key", "idempotency_request_sha256",
+        "id",
+        "company_id",
+        "job_type",
+        "status",
+        "input",
+        "result_asset_id",
+        "error_message",
+        "source_task_id",
+        "started_at",
+        "finished_at",
+        "created_at",
+        "updated_at",
+        "priority",
+        "run_at",
+        "attempts",
+        "max_attempts",
+        "timeout_seconds",
+        "locked_by",
+        "lease_expires_at",
+        "progress",
+        "idempotency_key",
+        "idempotency_request_sha256",
     },
     "assets": {
-        "id", "company_id", "provider", "object_key", "content_type", "byte_size", "sha256",
-        "original_filename", "created_by_agent_id", "created_by_user_id", "source_task_id",
-        "created_at", "updated_at",
+        "id",
+        "company_id",
+        "provider",
+        "object_key",
+        "content_type",
+        "byte_size",
+        "sha256",
+        "original_filename",
+        "created_by_agent_id",
+        "created_by_user_id",
+        "source_task_id",
+        "created_at",
+        "updated_at",
     },
     "content_job_events": {"id", "xid", "company_id", "job_id", "type", "payload", "created_at"},
-    "workers": {"id", "hostname", "pid", "job_types", "concurrency", "started_at",
-                "last_seen_at"},
+    "workers": {"id", "hostname", "pid", "job_types", "concurrency", "started_at", "last_seen_at"},
 }
 
 
@@ -37,15 +64,18 @@ def columns(conn: Conn, table: str) -> dict[str, tuple[str, str | None, str]]:
     rows = conn.execute(
         """SELECT column_name, data_type, column_default, is_nullable
            FROM information_schema.columns
-           WHERE table_schema = 'skiplock' AND table_name = %s""", (table,)).fetchall()
+           WHERE table_schema = 'skiplock' AND table_name = %s""",
+        (table,),
+    ).fetchall()
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
 @pytest.mark.parametrize("table", sorted(SPEC_COLUMNS))
 def test_table_has_the_spec_columns_and_comments(conn: Conn, table: str) -> None:
     assert SPEC_COLUMNS[table] <= set(columns(conn, table))
-    comment = conn.execute("SELECT obj_description(%s::regclass, 'pg_class')",
-                           (f"skiplock.{table}",)).fetchone()
+    comment = conn.execute(
+        "SELECT obj_description(%s::regclass, 'pg_class')", (f"skiplock.{table}",)
+    ).fetchone()
     assert comment is not None and comment[0], f"{table} has no COMMENT"
 
 
@@ -54,20 +84,34 @@ def test_every_table_and_wondered_about_column_is_commented(conn: Conn) -> None:
         """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname = 'skiplock' AND c.relkind IN ('r', 'v')
              AND c.relname NOT LIKE '%%yoyo%%'
-             AND obj_description(c.oid, 'pg_class') IS NULL""").fetchall()
+             AND obj_description(c.oid, 'pg_class') IS NULL"""
+    ).fetchall()
     assert uncommented_tables == []
-    for column in ("status", "priority", "run_at", "attempts", "locked_by", "lease_expires_at",
-                   "progress", "idempotency_key", "idempotency_request_sha256"):
+    for column in (
+        "status",
+        "priority",
+        "run_at",
+        "attempts",
+        "locked_by",
+        "lease_expires_at",
+        "progress",
+        "idempotency_key",
+        "idempotency_request_sha256",
+    ):
         row = conn.execute(
             "SELECT col_description('skiplock.content_jobs'::regclass, attnum) "
             "FROM pg_attribute WHERE attrelid = 'skiplock.content_jobs'::regclass "
-            "AND attname = %s", (column,)).fetchone()
+            "AND attname = %s",
+            (column,),
+        ).fetchone()
         assert row is not None and row[0], f"content_jobs.{column} has no COMMENT"
     for function in ("enqueue_content_job", "content_jobs_log_insert", "content_jobs_log_update"):
         row = conn.execute(
             "SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p "
             "JOIN pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = 'skiplock' AND p.proname = %s", (function,)).fetchone()
+            "WHERE n.nspname = 'skiplock' AND p.proname = %s",
+            (function,),
+        ).fetchone()
         assert row is not None and row[0], f"{function} has no COMMENT"
 
 
@@ -96,8 +140,7 @@ def test_content_jobs_column_types_and_defaults(conn: Conn) -> None:
 def test_checks_refuse_bad_rows(
     conn: Conn, company_id: uuid.UUID, assignment: str, constraint: str
 ) -> None:
-    conn.execute("INSERT INTO content_jobs (company_id, job_type) VALUES (%s, 'x')",
-                 (company_id,))
+    conn.execute("INSERT INTO content_jobs (company_id, job_type) VALUES (%s, 'x')", (company_id,))
     with pytest.raises(psycopg.errors.CheckViolation) as caught:
         conn.execute(f"UPDATE content_jobs SET {assignment}")
     assert caught.value.diag.constraint_name == constraint
@@ -106,7 +149,9 @@ def test_checks_refuse_bad_rows(
 def test_idempotency_key_is_unique_per_company(conn: Conn, company_id: uuid.UUID) -> None:
     other = conn.execute("INSERT INTO companies (name) VALUES ('b') RETURNING id").fetchone()
     assert other is not None
-    insert = "INSERT INTO content_jobs (company_id, job_type, idempotency_key) VALUES (%s, 'x', 'k')"
+    insert = (
+        "INSERT INTO content_jobs (company_id, job_type, idempotency_key) VALUES (%s, 'x', 'k')"
+    )
     conn.execute(insert, (company_id,))
     conn.execute(insert, (other[0],))  # another company may use the same key
     with pytest.raises(psycopg.errors.UniqueViolation):
@@ -114,25 +159,30 @@ def test_idempotency_key_is_unique_per_company(conn: Conn, company_id: uuid.UUID
 
 
 def test_spec_indexes_exist(conn: Conn) -> None:
-    rows = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'skiplock'"
-                        " AND tablename = 'content_jobs'").fetchall()
+    rows = conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'skiplock'"
+        " AND tablename = 'content_jobs'"
+    ).fetchall()
     defs = dict(rows)
     assert "(company_id, status)" in defs["content_jobs_company_status_idx"]
     assert "(company_id, created_at" in defs["content_jobs_company_created_idx"]
     assert "WHERE (status = 'queued'::text)" in defs["content_jobs_claim_idx"]
-    source_idx = conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'skiplock' "
-                              "AND tablename = 'assets' AND indexdef LIKE '%%source_task_id%%'"
-                              ).fetchone()
+    source_idx = conn.execute(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'skiplock' "
+        "AND tablename = 'assets' AND indexdef LIKE '%%source_task_id%%'"
+    ).fetchone()
     assert source_idx is not None
 
 
 def test_everything_lives_in_the_skiplock_schema(conn: Conn) -> None:
     stray = conn.execute(
         """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname = 'public'""").fetchall()
+           WHERE n.nspname = 'public'"""
+    ).fetchall()
     assert stray == []
-    yoyo = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'skiplock' "
-                        "AND tablename LIKE '%%yoyo%%'").fetchone()
+    yoyo = conn.execute(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'skiplock' AND tablename LIKE '%%yoyo%%'"
+    ).fetchone()
     assert yoyo is not None and yoyo[0] >= 2
 
 
@@ -141,20 +191,32 @@ def test_content_job_stats_counts_per_company_type_and_status(
 ) -> None:
     other = conn.execute("INSERT INTO companies (name) VALUES ('b') RETURNING id").fetchone()
     assert other is not None
-    conn.execute("""INSERT INTO content_jobs (company_id, job_type, created_at)
+    conn.execute(
+        """INSERT INTO content_jobs (company_id, job_type, created_at)
                     SELECT %s, t, '2026-01-01'::timestamptz + make_interval(mins => g)
                     FROM generate_series(1, 3) g, unnest(ARRAY['diagram', 'video']) t""",
-                 (company_id,))
-    conn.execute("INSERT INTO content_jobs (company_id, job_type) VALUES (%s, 'diagram')",
-                 (other[0],))
-    conn.execute("""UPDATE content_jobs SET status = 'canceled'
+        (company_id,),
+    )
+    conn.execute(
+        "INSERT INTO content_jobs (company_id, job_type) VALUES (%s, 'diagram')", (other[0],)
+    )
+    conn.execute(
+        """UPDATE content_jobs SET status = 'canceled'
                     WHERE company_id = %s AND job_type = 'video'
-                      AND created_at = '2026-01-01 00:01+00'""", (company_id,))
-    rows = conn.execute("""SELECT job_type, status, count, oldest_created_at
+                      AND created_at = '2026-01-01 00:01+00'""",
+        (company_id,),
+    )
+    rows = conn.execute(
+        """SELECT job_type, status, count, oldest_created_at
                            FROM content_job_stats WHERE company_id = %s
-                           ORDER BY job_type, status""", (company_id,)).fetchall()
+                           ORDER BY job_type, status""",
+        (company_id,),
+    ).fetchall()
     assert [(r[0], r[1], r[2]) for r in rows] == [
-        ("diagram", "queued", 3), ("video", "canceled", 1), ("video", "queued", 2)]
+        ("diagram", "queued", 3),
+        ("video", "canceled", 1),
+        ("video", "queued", 2),
+    ]
     assert rows[0][3].isoformat() == "2026-01-01T00:01:00+00:00"
     assert rows[2][3].isoformat() == "2026-01-01T00:02:00+00:00"
 
@@ -163,12 +225,17 @@ def test_claim_query_is_an_index_scan_with_100k_finished_jobs(
     conn: Conn, company_id: uuid.UUID
 ) -> None:
     conn.execute("ALTER TABLE content_jobs DISABLE TRIGGER USER")  # bulk load, no event log
-    conn.execute("""INSERT INTO content_jobs (company_id, job_type, status, finished_at)
+    conn.execute(
+        """INSERT INTO content_jobs (company_id, job_type, status, finished_at)
                     SELECT %s, 'diagram', 'done', now() FROM generate_series(1, 100000)""",
-                 (company_id,))
+        (company_id,),
+    )
     conn.execute("ALTER TABLE content_jobs ENABLE TRIGGER USER")
-    conn.execute("""INSERT INTO content_jobs (company_id, job_type)
-                    SELECT %s, 'diagram' FROM generate_series(1, 5)""", (company_id,))
+    conn.execute(
+        """INSERT INTO content_jobs (company_id, job_type)
+                    SELECT %s, 'diagram' FROM generate_series(1, 5)""",
+        (company_id,),
+    )
     conn.execute("ANALYZE content_jobs")
     params = {"worker_id": "w", "job_types": ["diagram"], "limit": 10, "lease_seconds": 30}
     plan = conn.execute(f"EXPLAIN (FORMAT JSON) {store.query('claim_jobs')}", params).fetchone()
@@ -181,8 +248,11 @@ def test_claim_query_is_an_index_scan_with_100k_finished_jobs(
 def test_enqueue_function_signature_defaults(conn: Conn, company_id: uuid.UUID) -> None:
     row = conn.execute("SELECT enqueue_content_job(%s, 'diagram')", (company_id,)).fetchone()
     assert row is not None
-    job = conn.execute("SELECT input, priority, max_attempts, attempts, status, run_at <= now() "
-                       "FROM content_jobs WHERE id = %s", (row[0],)).fetchone()
+    job = conn.execute(
+        "SELECT input, priority, max_attempts, attempts, status, run_at <= now() "
+        "FROM content_jobs WHERE id = %s",
+        (row[0],),
+    ).fetchone()
     assert job == ({}, 0, 3, 0, "queued", True)
 
 
@@ -191,7 +261,9 @@ def test_every_named_query_is_used_by_the_service() -> None:
 
     service = Path(__file__).resolve().parent.parent / "service" / "skiplock"
     code = "\n".join(p.read_text() for p in service.rglob("*.py"))
-    unused = [name for name in store.query_names()
-              if f'"{name}"' not in code and f"store.{name}(" not in code
-              and f"def {name}(" not in code]
+    unused = [
+        name
+        for name in store.query_names()
+        if f'"{name}"' not in code and f"store.{name}(" not in code and f"def {name}(" not in code
+    ]
     assert unused == []

@@ -49,8 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="zero-config: embedded Postgres + API in one process")
     dev.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     dev.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
-    dev.add_argument("--data-dir", type=Path, default=Path(".skiplock"),
-                     help="cluster and assets live here between runs (default ./.skiplock)")
+    dev.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".skiplock"),
+        help="cluster and assets live here between runs (default ./.skiplock)",
+    )
     dev.set_defaults(run=_run_dev)
 
     migrate = commands.add_parser("migrate", help="apply the SQL migrations to DATABASE_URL")
@@ -117,8 +121,7 @@ def _run_company_create(settings: Settings, args: argparse.Namespace) -> int:
     if not name:
         raise ConfigError("skiplock: a company name cannot be blank")
     new = _with_connection(settings, lambda conn: keys.create_company(conn, name))
-    _print_json({"companyId": str(new.company_id), "keyId": str(new.key_id),
-                 "apiKey": new.api_key})
+    _print_json({"companyId": str(new.company_id), "keyId": str(new.key_id), "apiKey": new.api_key})
     return 0
 
 

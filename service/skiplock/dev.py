@@ -40,17 +40,19 @@ def run_dev(settings: Settings, *, data_dir: Path, host: str, port: int) -> int:
         database_url = settings.require_database_url()
         db.migrate(database_url)
         company_id, api_key = asyncio.run(_ensure_dev_key(database_url, data_dir / KEY_FILE))
-        _say(f"url: http://{host}:{port}")
-        _say(f"companyId: {company_id}")
-        _say(f"apiKey: {api_key}")
-        _say(f"database: {database_url}")
-        _say("ready; press Ctrl-C to stop")
-        if not _serve(settings, host, port):
-            return 2
+        announce = [
+            f"url: http://{host}:{port}",
+            f"companyId: {company_id}",
+            f"apiKey: {api_key}",
+            f"database: {database_url}",
+            "ready; press Ctrl-C to stop",
+        ]
+        return 0 if _serve(settings, host, port, announce) else 2
+    except KeyboardInterrupt:
+        return 0  # Ctrl-C is how dev is meant to end
     finally:
         if embedded is not None:
             embedded.stop()
-    return 0
 
 
 def _say(line: str) -> None:
@@ -84,8 +86,11 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text + "\n")
 
 
-def _serve(settings: Settings, host: str, port: int) -> bool:
-    """Serve until Ctrl-C or SIGTERM; False if the server could not start."""
+def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> bool:
+    """Serve until Ctrl-C or SIGTERM, printing `announce` once the socket listens.
+
+    False if the server could not start (the port is taken, say).
+    """
     import uvicorn
 
     from skiplock.api.app import create_app
@@ -94,9 +99,22 @@ def _serve(settings: Settings, host: str, port: int) -> bool:
         create_app(settings), host=host, port=port, log_level="warning", lifespan="on"
     )
     server = uvicorn.Server(config)
-    server.run()
+
+    async def serve() -> None:
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if server.started:
+            for line in announce:
+                _say(line)
+        await serving
+
+    asyncio.run(serve())
     if not server.started:
-        print(f"skiplock: could not serve on {host}:{port}; is the port in use? "
-              "choose another with --port", file=sys.stderr)
+        print(
+            f"skiplock: could not serve on {host}:{port}; is the port in use? "
+            "choose another with --port",
+            file=sys.stderr,
+        )
         return False
     return True

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, BinaryIO, Self
 from urllib.parse import quote
 
 import psycopg
@@ -47,6 +47,7 @@ MAX_SOCKET_PATH = 100
 # commas and spaces: a socket directory outside this alphabet goes to /tmp instead of quoting.
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
 _SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+ \S+ \[\d+\] ", re.MULTILINE)
 # A fast shutdown waits for clients to be disconnected and a checkpoint to be written; a
 # minute covers a large dirty cache. Past it we escalate to an immediate shutdown, then KILL.
 _FAST_SHUTDOWN_SECONDS = 60.0
@@ -202,16 +203,18 @@ def _server_env() -> dict[str, str]:
 def _run(
     command: list[str], account: _Account | None, *, timeout: float, output: Any = None
 ) -> tuple[int, str]:
-    """Run a server program (as `account`, if set); its exit status and output."""
+    """Run a server program (as `account`, if set); its exit status and what it printed.
+
+    With `output`, stdout goes there and only stderr is returned.
+    """
     with tempfile.TemporaryFile() as captured:
         # A file, not a pipe: a server started by pg_ctl must never hold our pipe open.
-        sink = output if output is not None else captured
         try:
             done = subprocess.run(  # noqa: S603 (our own argument list, no shell)
                 command,
                 stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
+                stdout=captured if output is None else output,
+                stderr=captured,
                 cwd="/",  # a directory every user can read; the server chdirs to pgdata itself
                 env=_server_env(),
                 timeout=timeout,
@@ -289,20 +292,26 @@ class EmbeddedPostgres:
         every run (a cluster already made in either place is kept there).
         """
         data_dir = Path(os.path.realpath(data_dir))
-        data_dir.mkdir(parents=True, exist_ok=True)
         local = data_dir / "pgdata"
-        account = _server_account()
-        if account is None:
-            return cls(local, **kw)
         home = FALLBACK_ROOT / _path_hash(data_dir)
-        fallback = home / "pgdata"
-        reachable = _can_access(account, data_dir, "-x")
-        if reachable and (_is_cluster(local) or not _is_cluster(fallback)):
-            return cls(local, **kw)
-        for folder in (FALLBACK_ROOT, home):
-            folder.mkdir(exist_ok=True)
-            folder.chmod(0o755)  # whatever our umask: the postgres user must traverse it
-        return cls(fallback, **kw)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            account = _server_account()
+            if account is None:
+                return cls(local, **kw)
+            # Only traversal is needed: we create pgdata and run/ ourselves and hand them over.
+            reachable = _can_access(account, data_dir, "-x")
+            if reachable and (_is_cluster(local) or not _is_cluster(home / "pgdata")):
+                return cls(local, **kw)
+            for folder in (FALLBACK_ROOT, home):
+                folder.mkdir(exist_ok=True)
+                folder.chmod(0o755)  # whatever our umask: the postgres user must traverse it
+        except OSError as exc:
+            raise EmbeddedPostgresError(
+                f"skiplock: cannot create {exc.filename} ({exc.strerror}); choose another "
+                "--data-dir"
+            ) from None
+        return cls(home / "pgdata", **kw)
 
     def url(self, dbname: str = "postgres") -> str:
         """A libpq URI for `dbname` on this cluster's unix socket, as the superuser."""
@@ -345,8 +354,15 @@ class EmbeddedPostgres:
             (signal.SIGKILL, _IMMEDIATE_SHUTDOWN_SECONDS),
         )
         for signum, seconds in steps:
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(running.pid, signum)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                raise EmbeddedPostgresError(
+                    f"skiplock: not allowed to stop PostgreSQL (PID {running.pid}) on "
+                    f"{self.pgdata}; run skiplock as the OS user that started it, or as root"
+                ) from None
             if self._wait_gone(running.pid, time.monotonic() + seconds):
                 return
         raise EmbeddedPostgresError(
@@ -372,26 +388,44 @@ class EmbeddedPostgres:
         major = self._cluster_major()
         bindir = _find_bindir(major, cluster=self.pgdata if major is not None else None)
         account = _server_account()
-        self._prepare_directories(bindir, account)
-        # _running_postmaster found no server of ours behind any postmaster.pid left here; if
-        # its pid now belongs to another live process, postgres would refuse to start.
-        (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
-        if major is None:
-            self._initdb(bindir, account, deadline)
-        seconds = max(1, int(deadline - time.monotonic()))
-        command = [str(bindir / "pg_ctl"), "start", "-D", str(self.pgdata), "-w"]
-        command += ["-t", str(seconds), "-o", shlex.join(self._server_options())]
-        # No -l: we open the log and give it to pg_ctl (and so the server) as stdout, so the
-        # postgres user need not be able to reach it.
-        with self.log_file.open("ab") as log:
-            status, _ = _run(command, account, timeout=seconds + 10, output=log)
-        if status != 0:
-            with contextlib.suppress(EmbeddedPostgresError):
-                self.stop()  # pg_ctl gave up waiting; do not leave a half-started server
+        try:
+            self._prepare_directories(bindir, account)
+            # _running_postmaster found no server of ours behind a postmaster.pid left here;
+            # if its pid now belongs to another live process, postgres would refuse to start.
+            (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
+            if major is None:
+                self._initdb(bindir, account, deadline)
+            # 0600: a server log quotes failing statements, and so data.
+            fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with open(fd, "ab") as log:
+                self._pg_ctl_start(bindir, account, deadline, log)
+        except OSError as exc:
             raise EmbeddedPostgresError(
-                f"skiplock: PostgreSQL did not start on {self.pgdata} (pg_ctl exit {status}); "
-                f"server log {self.log_file} ends: {_tail(self.log_file)}"
-            )
+                f"skiplock: cannot set up the cluster at {self.pgdata}: {exc.filename}: "
+                f"{exc.strerror}; check that path's owner and permissions"
+            ) from None
+
+    def _pg_ctl_start(
+        self, bindir: Path, account: _Account | None, deadline: float, log: BinaryIO
+    ) -> None:
+        seconds = max(1, int(deadline - time.monotonic()))
+        command = [str(bindir / "pg_ctl"), "start", "-s", "-D", str(self.pgdata), "-w"]
+        command += ["-t", str(seconds), "-o", shlex.join(self._server_options())]
+        # No -l: pg_ctl gets our open log as stdout, which the server inherits, so the postgres
+        # user need not be able to reach the log's path. -s keeps pg_ctl's chatter out of the
+        # log; its errors go to stderr, which we keep.
+        log.flush()
+        since = log.tell()
+        status, errors = _run(command, account, timeout=seconds + 10, output=log)
+        if status == 0:
+            return
+        with contextlib.suppress(EmbeddedPostgresError):
+            self.stop()  # pg_ctl gave up waiting; do not leave a half-started server
+        said = _first_line(errors) or f"pg_ctl exit {status}"
+        raise EmbeddedPostgresError(
+            f"skiplock: PostgreSQL did not start on {self.pgdata} ({said}); "
+            f"server log {self.log_file} ends: {_tail(self.log_file, since)}"
+        )
 
     def _server_options(self) -> list[str]:
         settings = {
@@ -464,7 +498,7 @@ class EmbeddedPostgres:
                 raise EmbeddedPostgresError(
                     f"skiplock: PostgreSQL on {self.pgdata} does not accept connections after "
                     f"{timeout:g} s ({reason}); server log {self.log_file} ends: "
-                    f"{_tail(self.log_file)}"
+                    f"{_tail(self.log_file, since=0)}"
                 )
             time.sleep(0.05)
 
@@ -603,14 +637,21 @@ def _is_server_of(pid: int, pgdata: Path) -> bool:
     return comm == "postgres" and cwd == os.path.realpath(pgdata)
 
 
-def _tail(log_file: Path, lines: int = 3) -> str:
+def _tail(log_file: Path, since: int = 0, lines: int = 3) -> str:
+    """The last lines the server wrote to its log after byte `since`, on one line."""
     try:
         with log_file.open("rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
+            log.seek(max(since, log.seek(0, os.SEEK_END) - 8192))
             text = log.read().decode(errors="replace")
     except OSError as exc:
         return f"(cannot read it: {exc.strerror})"
-    return _last_lines(text, lines) or "(empty)"
+    # "2024-05-01 10:00:00.123 UTC [4242] FATAL:  …": the timestamp and pid say nothing here.
+    text = _LOG_PREFIX.sub("", text)
+    return _last_lines(text, lines) or "(nothing)"
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def _last_lines(text: str, lines: int = 3) -> str:

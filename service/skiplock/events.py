@@ -118,8 +118,12 @@ async def read_company_events(
     conn: AsyncConnection[Any], company_id: uuid.UUID, after: Position, limit: int = READ_BATCH
 ) -> Batch:
     rows = await store.read_events_after(
-        conn, scope="company_id", scope_id=company_id,
-        after_xid=after.xid, after_id=after.id, limit=limit,
+        conn,
+        scope="company_id",
+        scope_id=company_id,
+        after_xid=after.xid,
+        after_id=after.id,
+        limit=limit,
     )
     return _batch(rows, after, limit)
 
@@ -128,7 +132,11 @@ async def read_job_events(
     conn: AsyncConnection[Any], job_id: uuid.UUID, after: Position, limit: int = READ_BATCH
 ) -> Batch:
     rows = await store.read_events_after(
-        conn, scope="job_id", scope_id=job_id, after_xid=after.xid, after_id=after.id,
+        conn,
+        scope="job_id",
+        scope_id=job_id,
+        after_xid=after.xid,
+        after_id=after.id,
         limit=limit,
     )
     return _batch(rows, after, limit)

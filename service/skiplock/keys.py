@@ -67,8 +67,10 @@ async def create_key(conn: AsyncConnection[Any], company_id: uuid.UUID) -> NewKe
     api_key, key_hash = make_key(key_id)
     row = await store.create_api_key(conn, key_id, company_id, key_hash)
     if row is None:
-        raise NotFound(f"skiplock: no company with id {company_id}; list them with "
-                       "`SELECT id, name FROM skiplock.companies`")
+        raise NotFound(
+            f"skiplock: no company with id {company_id}; "
+            "the ids are in the table skiplock.companies"
+        )
     return NewKey(key_id=key_id, company_id=company_id, api_key=api_key)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from functools import cache
-from typing import Any, LiteralString, cast
+from typing import Any
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
@@ -21,7 +21,7 @@ Row = dict[str, Any]
 
 
 @cache
-def query(name: str) -> LiteralString:
+def query(name: str) -> str:
     """The text of sql/queries/<name>.sql (shipped in the wheel as skiplock/sql/queries)."""
     folder = paths.queries_dir()
     if folder is None:
@@ -31,7 +31,7 @@ def query(name: str) -> LiteralString:
         )
     text = (folder / f"{name}.sql").read_text("utf-8")
     # The files are ours, shipped with the package: as trusted as a literal in this module.
-    return cast(LiteralString, text)
+    return text
 
 
 def query_names() -> list[str]:
@@ -46,7 +46,7 @@ async def _one(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) ->
 
 
 async def _all(
-    conn: AsyncConnection[Any], statement: sql.Composable | LiteralString, params: dict[str, Any]
+    conn: AsyncConnection[Any], statement: sql.Composed | str, params: dict[str, Any]
 ) -> list[Row]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(statement, params, prepare=True)
@@ -60,7 +60,8 @@ async def _all(
 
 async def create_company(conn: AsyncConnection[Any], name: str) -> Row:
     row = await _one(conn, "create_company", {"name": name})
-    assert row is not None  # INSERT ... RETURNING always returns the row
+    if row is None:  # INSERT ... RETURNING always returns the row
+        raise RuntimeError("create_company returned no row")
     return row
 
 
@@ -149,4 +150,3 @@ async def claim_jobs(
         "lease_seconds": lease_seconds,
     }
     return await _all(conn, query("claim_jobs"), params)
-

@@ -35,8 +35,10 @@ def create_app(settings: Settings) -> Starlette:
                 await conn.execute(store.query("ping"))
         except (psycopg.Error, OSError, TimeoutError) as exc:
             return JSONResponse(
-                {"status": "unavailable", "error": {"code": "database_unavailable",
-                                                    "message": type(exc).__name__}},
+                {
+                    "status": "unavailable",
+                    "error": {"code": "database_unavailable", "message": type(exc).__name__},
+                },
                 status_code=503,
             )
         return JSONResponse({"status": "ok"})

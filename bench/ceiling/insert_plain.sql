@@ -1,0 +1,1 @@
+INSERT INTO bench_plain (company_id, payload) VALUES (1, '{}');

@@ -1,0 +1,1 @@
+SELECT skiplock.enqueue_content_job(:company, 'noop');
