@@ -156,6 +156,21 @@ def test_wheel_install_migrates_and_without_sql_fails_in_one_line(
     package = Path(origin.stdout.strip()).parent
     assert str(wheel_venv) in str(package), "imported the checkout, not the wheel"
     assert (package / "sql" / "0001.schema.sql").is_file()
+    # Every module of the checkout made it into the wheel.
+    service = REPO / "service" / "skiplock"
+    modules = sorted(
+        "skiplock." + ".".join(p.relative_to(service).with_suffix("").parts)
+        for p in service.rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py")
+    )
+    imported = subprocess.run(
+        [python, "-c", f"import importlib; [importlib.import_module(m) for m in {modules!r}]"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr
 
     shutil.rmtree(package / "sql")
     broken = run_cli("migrate", env=env, executable=[python, "-m", "skiplock"], cwd=tmp_path)
