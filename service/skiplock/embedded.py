@@ -5,30 +5,23 @@ with fsync off. The server listens on a unix socket only (`listen_addresses=''`)
 directory of its own, so it never collides with another server's TCP port.
 
 Postgres refuses to run as root. Run as root, every server command runs as the `postgres` OS
-user, which then owns the cluster and the socket directory; the log file is opened by us and
-handed to the server as its stdout, so it may live where that user cannot write.
+user (see pgprocess), which then owns the cluster and the socket directory; the log file is
+opened by us and handed to the server as its stdout, so it may live where that user cannot
+write.
 
 A cluster remembers which major version made it (`pgdata/PG_VERSION`): an existing cluster is
-only ever started with binaries of that major version.
+only ever started with binaries of that major version (see pgbinaries).
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
-import importlib.util
 import os
-import pwd
 import re
 import shlex
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
@@ -36,9 +29,22 @@ from urllib.parse import quote
 
 import psycopg
 
-from skiplock.errors import SkiplockError
+from skiplock.pgbinaries import EmbeddedPostgresError, find_cluster_bindir, find_postgres_bindir
+from skiplock.pgprocess import (
+    SERVER_USER,
+    Account,
+    Postmaster,
+    can_access,
+    hand_over,
+    run_command,
+    running_postmaster,
+    server_account,
+    wait_gone,
+)
 
-SERVER_USER = "postgres"
+# Re-exported: callers import the error and the binary lookup from here.
+__all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "find_postgres_bindir"]
+
 FALLBACK_ROOT = Path("/var/lib/skiplock")
 MAX_CONNECTIONS = 200
 # sun_path holds 108 bytes on Linux and 104 on macOS; 100 leaves room for the NUL on both.
@@ -46,222 +52,11 @@ MAX_SOCKET_PATH = 100
 # pg_ctl hands the server options to /bin/sh, and unix_socket_directories is a list split on
 # commas and spaces: a socket directory outside this alphabet goes to /tmp instead of quoting.
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
-_SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 _LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+ \S+ \[\d+\] ", re.MULTILINE)
 # A fast shutdown waits for clients to be disconnected and a checkpoint to be written; a
 # minute covers a large dirty cache. Past it we escalate to an immediate shutdown, then KILL.
 _FAST_SHUTDOWN_SECONDS = 60.0
 _IMMEDIATE_SHUTDOWN_SECONDS = 10.0
-_POLL_SECONDS = 0.02
-
-NO_BINARIES = (
-    "skiplock: no PostgreSQL server binaries found (initdb, pg_ctl, postgres); install "
-    "PostgreSQL (e.g. apt-get install postgresql-15) or set DATABASE_URL"
-)
-
-
-class EmbeddedPostgresError(SkiplockError):
-    """The embedded Postgres could not be found, initialised, started or stopped."""
-
-
-# --- finding the server binaries ---------------------------------------------------------
-
-
-def find_postgres_bindir(required_major: int | None = None) -> Path:
-    """The first directory holding initdb, pg_ctl and postgres (of `required_major`, if set).
-
-    Looks where packages put them: `pg_config --bindir`, Debian's /usr/lib/postgresql/N/bin,
-    RHEL's /usr/pgsql-N/bin, /usr/local/pgsql/bin, Homebrew, `initdb` on PATH, and last the
-    binaries bundled by the optional `pgserver` wheel. Newest major version first.
-    """
-    return _find_bindir(required_major, cluster=None)
-
-
-def _find_bindir(required_major: int | None, cluster: Path | None) -> Path:
-    seen: set[str] = set()
-    others: list[str] = []
-    for bindir in _candidate_bindirs():
-        key = os.path.realpath(bindir)
-        if key in seen or not _has_server_programs(bindir):
-            continue
-        seen.add(key)
-        if required_major is None:
-            return bindir
-        major = _server_major(bindir)
-        if major == required_major:
-            return bindir
-        others.append(f"{major if major is not None else '?'} in {bindir}")
-    if required_major is None:
-        raise EmbeddedPostgresError(NO_BINARIES)
-    made_by = f"the cluster at {cluster} was made by" if cluster else "need binaries of"
-    found = f"found only {', '.join(others)}" if others else "found none"
-    raise EmbeddedPostgresError(
-        f"skiplock: {made_by} PostgreSQL {required_major} ({found}); a cluster runs only "
-        f"under the major version that made it: install postgresql-{required_major}, or "
-        "pg_upgrade the cluster, or use another data dir"
-    )
-
-
-def _candidate_bindirs() -> Iterator[Path]:
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        printed = _output_of([pg_config, "--bindir"])
-        if printed:
-            yield Path(printed)
-    yield from _newest_first("/usr/lib/postgresql/*/bin")
-    yield from _newest_first("/usr/pgsql-*/bin")
-    yield Path("/usr/local/pgsql/bin")
-    yield from _newest_first("/opt/homebrew/opt/postgresql@*/bin")
-    yield from _newest_first("/usr/local/opt/postgresql@*/bin")
-    initdb = shutil.which("initdb")
-    if initdb:
-        # /usr/local/bin/initdb is often a symlink; its bindir is where the target lives.
-        yield Path(initdb).resolve().parent
-    yield from _pgserver_bindirs()
-
-
-def _pgserver_bindirs() -> Iterator[Path]:
-    """The `pgserver` wheel's bundled binaries (pgserver._commands.POSTGRES_BIN_PATH).
-
-    Found with find_spec rather than imported: importing pgserver runs its server-management
-    code and warns about XDG_RUNTIME_DIR.
-    """
-    try:
-        spec = importlib.util.find_spec("pgserver")
-    except (ImportError, ValueError):
-        return
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        yield Path(location) / "pginstall" / "bin"
-
-
-def _newest_first(pattern: str) -> list[Path]:
-    def major(path: str) -> int:
-        found = re.search(r"(\d+)", path)
-        return int(found.group(1)) if found else 0
-
-    return [Path(p) for p in sorted(glob.glob(pattern), key=major, reverse=True)]
-
-
-def _has_server_programs(bindir: Path) -> bool:
-    return all(
-        (bindir / name).is_file() and os.access(bindir / name, os.X_OK) for name in _SERVER_PROGRAMS
-    )
-
-
-def _server_major(bindir: Path) -> int | None:
-    """12 for 'postgres (PostgreSQL) 12.3'; None for 9.x (not supported) or no answer."""
-    found = re.search(r"\(PostgreSQL\) (\d+)", _output_of([str(bindir / "postgres"), "--version"]))
-    major = int(found.group(1)) if found else None
-    return major if major is not None and major >= 10 else None
-
-
-def _output_of(command: list[str]) -> str:
-    try:
-        done = subprocess.run(  # noqa: S603 (a path we found, no shell)
-            command, capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return done.stdout.strip() if done.returncode == 0 else ""
-
-
-# --- running commands as the server's OS user --------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Account:
-    """The OS user the server runs as when we are root."""
-
-    name: str
-    uid: int
-    gid: int
-    groups: list[int]
-
-
-def _server_account() -> _Account | None:
-    """None when we may run the server ourselves; the `postgres` user when we are root."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        entry = pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        raise EmbeddedPostgresError(
-            f"skiplock: running as root, but there is no '{SERVER_USER}' OS user to run "
-            "PostgreSQL as (it refuses to run as root); create it (useradd --system "
-            "postgres) or run skiplock as another user"
-        ) from None
-    # Without extra_groups the child would keep root's supplementary groups.
-    groups = os.getgrouplist(entry.pw_name, entry.pw_gid)
-    return _Account(entry.pw_name, entry.pw_uid, entry.pw_gid, groups)
-
-
-def _server_env() -> dict[str, str]:
-    # PGDATA, PGPORT, PGOPTIONS… in our environment must not steer initdb, pg_ctl or postgres.
-    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-
-
-def _run(
-    command: list[str], account: _Account | None, *, timeout: float, output: Any = None
-) -> tuple[int, str]:
-    """Run a server program (as `account`, if set); its exit status and what it printed.
-
-    With `output`, stdout goes there and only stderr is returned.
-    """
-    with tempfile.TemporaryFile() as captured:
-        # A file, not a pipe: a server started by pg_ctl must never hold our pipe open.
-        try:
-            done = subprocess.run(  # noqa: S603 (our own argument list, no shell)
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=captured if output is None else output,
-                stderr=captured,
-                cwd="/",  # a directory every user can read; the server chdirs to pgdata itself
-                env=_server_env(),
-                timeout=timeout,
-                check=False,
-                user=account.uid if account else None,
-                group=account.gid if account else None,
-                extra_groups=account.groups if account else None,
-            )
-        except subprocess.TimeoutExpired:
-            raise EmbeddedPostgresError(
-                f"skiplock: {Path(command[0]).name} did not finish within {timeout:.0f} s; "
-                "check the machine's load and the server log"
-            ) from None
-        except OSError as exc:
-            raise EmbeddedPostgresError(
-                f"skiplock: cannot run {command[0]} ({exc.strerror}); check the PostgreSQL "
-                "installation"
-            ) from None
-        captured.seek(0)
-        return done.returncode, captured.read().decode(errors="replace")
-
-
-def _can_access(account: _Account, path: Path, flag: str) -> bool:
-    """Whether `account` passes `test FLAG PATH`, checked by running test as that user.
-
-    Asking the kernel as that user covers every ancestor's mode, ACLs and group memberships,
-    which guessing from st_mode would not.
-    """
-    test = shutil.which("test") or "/usr/bin/test"
-    try:
-        status, _ = _run([test, flag, str(path)], account, timeout=10)
-    except EmbeddedPostgresError:
-        return False
-    return status == 0
-
-
-# --- the cluster -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Postmaster:
-    """What postmaster.pid says about a running server."""
-
-    pid: int
-    port: int | None
-    socket_dir: str | None
-    status: str
 
 
 class EmbeddedPostgres:
@@ -296,11 +91,11 @@ class EmbeddedPostgres:
         home = FALLBACK_ROOT / _path_hash(data_dir)
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
-            account = _server_account()
+            account = server_account()
             if account is None:
                 return cls(local, **kw)
             # Only traversal is needed: we create pgdata and run/ ourselves and hand them over.
-            reachable = _can_access(account, data_dir, "-x")
+            reachable = can_access(account, data_dir, "-x")
             if reachable and (_is_cluster(local) or not _is_cluster(home / "pgdata")):
                 return cls(local, **kw)
             for folder in (FALLBACK_ROOT, home):
@@ -319,7 +114,7 @@ class EmbeddedPostgres:
         return f"postgresql://{SERVER_USER}@/{quote(dbname, safe='')}?host={host}&port={self.port}"
 
     def is_running(self) -> bool:
-        return self._running_postmaster() is not None
+        return running_postmaster(self.pgdata) is not None
 
     def start(self, timeout: float = 60) -> None:
         """Start the cluster (initdb first if new) and wait until it accepts connections.
@@ -328,9 +123,9 @@ class EmbeddedPostgres:
         adopted, with the port and socket directory it was started with.
         """
         deadline = time.monotonic() + timeout
-        running = self._running_postmaster()
+        running = running_postmaster(self.pgdata)
         if running is not None and running.status == "stopping":
-            self._wait_gone(running.pid, deadline)
+            wait_gone(running.pid, self.pgdata, deadline)
             running = None
         if running is None:
             self._launch(deadline)
@@ -345,7 +140,7 @@ class EmbeddedPostgres:
         from an earlier run stops even if its binaries are gone. The postmaster exits only
         after all its children, so once it is gone no process of this cluster remains.
         """
-        running = self._running_postmaster()
+        running = running_postmaster(self.pgdata)
         if running is None:
             return
         steps = (
@@ -363,7 +158,7 @@ class EmbeddedPostgres:
                     f"skiplock: not allowed to stop PostgreSQL (PID {running.pid}) on "
                     f"{self.pgdata}; run skiplock as the OS user that started it, or as root"
                 ) from None
-            if self._wait_gone(running.pid, time.monotonic() + seconds):
+            if wait_gone(running.pid, self.pgdata, time.monotonic() + seconds):
                 return
         raise EmbeddedPostgresError(
             f"skiplock: PostgreSQL (PID {running.pid}) on {self.pgdata} survived SIGKILL; "
@@ -386,11 +181,13 @@ class EmbeddedPostgres:
 
     def _launch(self, deadline: float) -> None:
         major = self._cluster_major()
-        bindir = _find_bindir(major, cluster=self.pgdata if major is not None else None)
-        account = _server_account()
+        bindir = (
+            find_postgres_bindir() if major is None else find_cluster_bindir(self.pgdata, major)
+        )
+        account = server_account()
         try:
             self._prepare_directories(bindir, account)
-            # _running_postmaster found no server of ours behind a postmaster.pid left here;
+            # running_postmaster found no server of ours behind a postmaster.pid left here;
             # if its pid now belongs to another live process, postgres would refuse to start.
             (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
             if major is None:
@@ -406,7 +203,7 @@ class EmbeddedPostgres:
             ) from None
 
     def _pg_ctl_start(
-        self, bindir: Path, account: _Account | None, deadline: float, log: BinaryIO
+        self, bindir: Path, account: Account | None, deadline: float, log: BinaryIO
     ) -> None:
         seconds = max(1, int(deadline - time.monotonic()))
         command = [str(bindir / "pg_ctl"), "start", "-s", "-D", str(self.pgdata), "-w"]
@@ -416,7 +213,7 @@ class EmbeddedPostgres:
         # log; its errors go to stderr, which we keep.
         log.flush()
         since = log.tell()
-        status, errors = _run(command, account, timeout=seconds + 10, output=log)
+        status, errors = run_command(command, account, timeout=seconds + 10, output=log)
         if status == 0:
             return
         with contextlib.suppress(EmbeddedPostgresError):
@@ -442,7 +239,7 @@ class EmbeddedPostgres:
             options += ["-c", f"{name}={value}"]
         return options
 
-    def _prepare_directories(self, bindir: Path, account: _Account | None) -> None:
+    def _prepare_directories(self, bindir: Path, account: Account | None) -> None:
         """Create pgdata and the socket directory, owned by whoever runs the server."""
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -450,33 +247,35 @@ class EmbeddedPostgres:
         _make_private_dir(self.socket_dir, account)
         if account is None:
             return
-        if not _can_access(account, bindir / "postgres", "-x"):
+        if not can_access(account, bindir / "postgres", "-x"):
             raise EmbeddedPostgresError(
                 f"skiplock: the {account.name} OS user cannot run {bindir / 'postgres'}; "
                 "make its directories traversable (chmod o+x) or install PostgreSQL system-wide"
             )
-        if not _can_access(account, self.pgdata.parent, "-x"):
+        if not can_access(account, self.pgdata.parent, "-x"):
             raise EmbeddedPostgresError(
                 f"skiplock: the {account.name} OS user cannot reach {self.pgdata.parent}; "
                 "as root, keep the cluster in a directory it can traverse (chmod o+x), or use "
                 "EmbeddedPostgres.for_data_dir"
             )
-        _hand_over(self.pgdata, account)
+        hand_over(self.pgdata, account)
 
-    def _initdb(self, bindir: Path, account: _Account | None, deadline: float) -> None:
+    def _initdb(self, bindir: Path, account: Account | None, deadline: float) -> None:
         command = [str(bindir / "initdb"), "-D", str(self.pgdata), "-U", SERVER_USER]
         # C collation: byte order, the same on every machine, and the fastest.
         command += ["--auth=trust", "--encoding=UTF8", "--no-locale"]
         if self.unsafe_fast:
             command.append("--no-sync")
-        status, output = _run(command, account, timeout=max(10.0, deadline - time.monotonic()))
+        status, output = run_command(
+            command, account, timeout=max(10.0, deadline - time.monotonic())
+        )
         if status != 0:
             raise EmbeddedPostgresError(
                 f"skiplock: initdb failed for {self.pgdata} (exit {status}): "
                 f"{_last_lines(output)}; fix that, or remove the directory to start afresh"
             )
 
-    def _adopt(self, running: _Postmaster) -> None:
+    def _adopt(self, running: Postmaster) -> None:
         if not running.socket_dir:
             raise EmbeddedPostgresError(
                 f"skiplock: a PostgreSQL server (PID {running.pid}) already runs on "
@@ -522,34 +321,6 @@ class EmbeddedPostgres:
             )
         return int(text)
 
-    def _running_postmaster(self) -> _Postmaster | None:
-        """The server running on pgdata, per postmaster.pid; None if none (or a stale file)."""
-        try:
-            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            raise EmbeddedPostgresError(
-                f"skiplock: cannot read {self.pgdata / 'postmaster.pid'} ({exc.strerror}); run "
-                "skiplock as the OS user that owns the cluster"
-            ) from None
-        # Lines: pid, pgdata, start time, port, socket dir, listen address, shmem key, status.
-        fields = [*lines, "", "", "", "", "", "", "", ""]
-        if not fields[0].strip().isdigit():
-            return None  # being written by a starting server, or garbage
-        pid = int(fields[0])
-        if not _is_server_of(pid, self.pgdata):
-            return None  # stale: the server died without removing its pid file
-        port = int(fields[3]) if fields[3].strip().isdigit() else None
-        return _Postmaster(pid, port, fields[4].strip() or None, fields[7].strip())
-
-    def _wait_gone(self, pid: int, deadline: float) -> bool:
-        while _is_server_of(pid, self.pgdata):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(_POLL_SECONDS)
-        return True
-
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -571,7 +342,7 @@ def _socket_dir_for(pgdata: Path, port: int) -> Path:
     return Path("/tmp") / f"skiplock-{_path_hash(pgdata)}"  # noqa: S108 (checked below)
 
 
-def _make_private_dir(path: Path, account: _Account | None) -> None:
+def _make_private_dir(path: Path, account: Account | None) -> None:
     """A 0700 directory owned by the server's user; refuses one someone else planted."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = path.lstat()
@@ -584,57 +355,6 @@ def _make_private_dir(path: Path, account: _Account | None) -> None:
     if account is not None:
         os.chown(path, account.uid, account.gid)
     path.chmod(0o700)
-
-
-def _hand_over(pgdata: Path, account: _Account) -> None:
-    """Make `account` own pgdata; a cluster of a third user is refused, not taken over."""
-    owner = pgdata.stat().st_uid
-    if owner == account.uid:
-        return
-    if owner != 0:
-        raise EmbeddedPostgresError(
-            f"skiplock: the cluster at {pgdata} belongs to OS user "
-            f"{_user_name(owner)}; run skiplock as that user, or use another data dir"
-        )
-    # Owned by root: we made it (a fresh directory, or a run that died before chown).
-    for folder, _, files in os.walk(pgdata):
-        os.chown(folder, account.uid, account.gid)
-        for name in files:
-            os.chown(os.path.join(folder, name), account.uid, account.gid)
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def _is_server_of(pid: int, pgdata: Path) -> bool:
-    """Whether `pid` is a live postgres process of the cluster in `pgdata`."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, another user's
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return True  # no /proc (macOS): the pid is alive, trust the pid file
-    if stat.rpartition(")")[2].split()[:1] == ["Z"]:
-        # A zombie has exited. If we are its parent (PID 1 in a container), reap it.
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return False
-    try:
-        # Every postgres process runs in its data directory: this tells our server from a
-        # pid reused after a crash, even by another cluster's postgres.
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return comm == "postgres"  # another user's process: the name is all we can see
-    return comm == "postgres" and cwd == os.path.realpath(pgdata)
 
 
 def _tail(log_file: Path, since: int = 0, lines: int = 3) -> str:
