@@ -1,10 +1,12 @@
 """skiplock: a Postgres-native job queue service.
 
-The public API for handler authors (register, Output, PermanentError) lands with the
-worker; the rest of the package is internal.
+The public API for handler authors:
+
+    from skiplock import register, Output, PermanentError
 """
 
 from skiplock.errors import SkiplockError
+from skiplock.handlers import Output, PermanentError, register
 
-__all__ = ["SkiplockError", "__version__"]
+__all__ = ["Output", "PermanentError", "SkiplockError", "__version__", "register"]
 __version__ = "0.1.0"
