@@ -150,3 +150,25 @@ async def claim_jobs(
         "lease_seconds": lease_seconds,
     }
     return await _all(conn, query("claim_jobs"), params)
+
+
+async def renew_leases(
+    conn: AsyncConnection[Any],
+    *,
+    worker_id: str,
+    held: dict[uuid.UUID, int],
+    lease_seconds: float,
+) -> set[uuid.UUID]:
+    """Renew the leases of `held` (job id -> claimed attempt); the ids still held."""
+    params = {
+        "worker_id": worker_id,
+        "job_ids": list(held),
+        "attempts": list(held.values()),
+        "lease_seconds": lease_seconds,
+    }
+    return {row["id"] for row in await _all(conn, query("renew_leases"), params)}
+
+
+async def rescue_expired_leases(conn: AsyncConnection[Any], *, limit: int = 1000) -> list[Row]:
+    """Requeue (or fail, when out of attempts) up to `limit` jobs whose lease has passed."""
+    return await _all(conn, query("rescue_expired_leases"), {"limit": limit})

@@ -1,0 +1,13 @@
+-- renew_leases: extend, in one statement, the lease of every job this worker holds, and
+-- return the ones it still holds. A job missing from the result was rescued, canceled or
+-- claimed again by another worker: its handler must stop. Fenced by locked_by and by the
+-- attempt each job was claimed at, so a worker that lost a job changes nothing.
+UPDATE skiplock.content_jobs AS j
+SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+    updated_at = now()
+FROM unnest(%(job_ids)s::uuid[], %(attempts)s::integer[]) AS held (id, attempt)
+WHERE j.id = held.id
+  AND j.attempts = held.attempt
+  AND j.locked_by = %(worker_id)s
+  AND j.status = 'running'
+RETURNING j.id
