@@ -117,27 +117,20 @@ def _batch(rows: list[dict[str, Any]], after: Position, limit: int) -> Batch:
 async def read_company_events(
     conn: AsyncConnection[Any], company_id: uuid.UUID, after: Position, limit: int = READ_BATCH
 ) -> Batch:
-    rows = await store.read_events_after(
-        conn,
-        scope="company_id",
-        scope_id=company_id,
-        after_xid=after.xid,
-        after_id=after.id,
-        limit=limit,
-    )
-    return _batch(rows, after, limit)
+    return await _read_scoped(conn, "company_id", company_id, after, limit)
 
 
 async def read_job_events(
     conn: AsyncConnection[Any], job_id: uuid.UUID, after: Position, limit: int = READ_BATCH
 ) -> Batch:
+    return await _read_scoped(conn, "job_id", job_id, after, limit)
+
+
+async def _read_scoped(
+    conn: AsyncConnection[Any], scope: str, scope_id: uuid.UUID, after: Position, limit: int
+) -> Batch:
     rows = await store.read_events_after(
-        conn,
-        scope="job_id",
-        scope_id=job_id,
-        after_xid=after.xid,
-        after_id=after.id,
-        limit=limit,
+        conn, scope=scope, scope_id=scope_id, after_xid=after.xid, after_id=after.id, limit=limit
     )
     return _batch(rows, after, limit)
 
