@@ -57,6 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.set_defaults(run=_run_dev)
 
+    worker = commands.add_parser("worker", help="run jobs: N handler slots fed by one claimer")
+    worker.add_argument(
+        "--concurrency", type=_positive_int, default=10, help="handler slots (default 10)"
+    )
+    worker.add_argument(
+        "--types",
+        action="append",
+        metavar="A,B",
+        help="only these job types (comma-separated; default every registered type)",
+    )
+    worker.add_argument(
+        "--handlers",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this handler module (repeatable; adds to SKIPLOCK_HANDLERS)",
+    )
+    worker.add_argument(
+        "--grace",
+        type=_non_negative_float,
+        default=8.0,
+        help="seconds running jobs get to finish on SIGTERM before they are handed back "
+        "(default 8, inside Docker's 10 s stop timeout)",
+    )
+    worker.set_defaults(run=_run_worker)
+
     migrate = commands.add_parser("migrate", help="apply the SQL migrations to DATABASE_URL")
     migrate.add_argument("--rollback", action="store_true", help="undo the last migration")
     migrate.set_defaults(run=_run_migrate)
@@ -76,6 +102,26 @@ def build_parser() -> argparse.ArgumentParser:
     key_revoke.add_argument("key_id")
     key_revoke.set_defaults(run=_run_key_revoke)
     return parser
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds (0 or more)")
+    return number
 
 
 def _uuid_arg(value: str, what: str) -> uuid.UUID:
@@ -137,6 +183,31 @@ def _run_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
     _with_connection(settings, lambda conn: keys.revoke_key(conn, key_id))
     _print_json({"keyId": str(key_id), "revoked": True})
     return 0
+
+
+def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from skiplock import handlers, logs
+    from skiplock.worker import Worker, WorkerOptions, run_until_signalled, served_types
+
+    logs.configure(settings.log_level)
+    handlers.load_handler_modules([*settings.handlers, *args.handlers])
+    _warn_missing_renderers()
+    options = WorkerOptions(
+        concurrency=args.concurrency, job_types=served_types(args.types), grace=args.grace
+    )
+
+    async def run() -> None:
+        await run_until_signalled(Worker(settings, options))
+
+    asyncio.run(run())
+    return 0
+
+
+def _warn_missing_renderers() -> None:
+    from skiplock.builtin import diagram
+
+    if not diagram.dot_available():
+        print(f"skiplock: warning: {diagram.MISSING_DOT}; diagram jobs will fail", file=sys.stderr)
 
 
 def _run_dev(settings: Settings, args: argparse.Namespace) -> int:

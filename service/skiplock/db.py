@@ -50,7 +50,16 @@ def connection_failure(database_url: str, exc: BaseException) -> DatabaseUnavail
 
 
 def _connect_kwargs() -> dict[str, Any]:
-    return {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    # TCP keepalives notice a half-open connection (a dead peer that sent no FIN) after
+    # about 10 + 3 x 5 = 25 s; libpq ignores them on Unix sockets, where it cannot happen.
+    return {
+        "autocommit": True,
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
 
 
 def connect(database_url: str) -> psycopg.Connection[Any]:

@@ -1,9 +1,9 @@
-"""`skiplock dev`: everything in one process, on an embedded Postgres, with no set-up.
+"""`skiplock dev`: API and a worker in one process, on an embedded Postgres, with no set-up.
 
 The cluster lives in DATA_DIR/pgdata (or under /var/lib/skiplock when run as root and the
 postgres OS user cannot reach DATA_DIR), assets in DATA_DIR/storage. A `dev` company and its
 key are made on the first run; the key is kept in DATA_DIR/dev-api-key (mode 0600), so every
-run over the same data dir prints the same one. Ctrl-C stops the API and then Postgres.
+run over the same data dir prints the same one. Ctrl-C stops the API and the worker, then Postgres.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from skiplock import db, keys, store
+from skiplock import db, handlers, keys, logs, store
 from skiplock.embedded import EmbeddedPostgres
 from skiplock.settings import DEFAULT_STORAGE_DIR, Settings
+from skiplock.worker import Worker, WorkerOptions
 
 DEV_COMPANY = "dev"
 KEY_FILE = "dev-api-key"
+DEV_CONCURRENCY = 4
+DEV_GRACE = 3.0
 
 
 def run_dev(settings: Settings, *, data_dir: Path, host: str, port: int) -> int:
@@ -37,6 +40,8 @@ def run_dev(settings: Settings, *, data_dir: Path, host: str, port: int) -> int:
         embedded.start()
         settings = settings.with_overrides(database_url=embedded.url("postgres"))
     try:
+        logs.configure(settings.log_level)
+        handlers.load_handler_modules(settings.handlers)
         database_url = settings.require_database_url()
         db.migrate(database_url)
         company_id, api_key = asyncio.run(_ensure_dev_key(database_url, data_dir / KEY_FILE))
@@ -102,12 +107,20 @@ def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> boo
 
     async def serve() -> None:
         serving = asyncio.create_task(server.serve())
-        while not server.started and not serving.done():
+        worker = Worker(settings, WorkerOptions(concurrency=DEV_CONCURRENCY, grace=DEV_GRACE))
+        working = asyncio.create_task(worker.run())
+        while not (server.started and worker.started.is_set()):
+            if serving.done() or working.done():
+                break
             await asyncio.sleep(0.02)
-        if server.started:
+        if server.started and worker.started.is_set():
             for line in announce:
                 _say(line)
-        await serving
+        # uvicorn owns Ctrl-C and SIGTERM: when it stops serving, the worker stops too.
+        await asyncio.wait({serving, working}, return_when="FIRST_COMPLETED")
+        server.should_exit = True
+        worker.stop()
+        await asyncio.gather(serving, working)
 
     asyncio.run(serve())
     if not server.started:

@@ -159,8 +159,13 @@ def register(
     return decorate
 
 
+BUILTIN_MODULE = "skiplock.builtin"
+
+
 def load_handler_modules(modules: Iterable[str], *, include_entry_points: bool = True) -> None:
-    """Import handler modules (which register their types); one clear line if one fails."""
+    """Import the built-in types, then handler modules (which register their types); one
+    clear line if one fails."""
+    importlib.import_module(BUILTIN_MODULE)
     for name in modules:
         _import(name, hint="check --handlers / SKIPLOCK_HANDLERS")
     if include_entry_points:

@@ -40,6 +40,7 @@ class Settings:
         (SKIPLOCK_EVENT_RETENTION_DAYS, default 7); a client that reconnects later than
         this gets `event: reset`.
     cors_origins: browser origins allowed to call the API (SKIPLOCK_CORS_ORIGINS).
+    log_level: debug, info, warning or error (SKIPLOCK_LOG_LEVEL, default info).
     """
 
     database_url: str | None = None
@@ -49,6 +50,7 @@ class Settings:
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     event_retention_days: int = DEFAULT_EVENT_RETENTION_DAYS
     cors_origins: tuple[str, ...] = field(default=())
+    log_level: str = "info"
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields replaced (flags override the environment)."""
@@ -94,7 +96,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             maximum=36_500,
         ),
         cors_origins=_comma_list(env.get("SKIPLOCK_CORS_ORIGINS")),
+        log_level=_log_level(env.get("SKIPLOCK_LOG_LEVEL")),
     )
+
+
+def _log_level(raw: str | None) -> str:
+    levels = ("debug", "info", "warning", "error")
+    if raw is None or not raw.strip():
+        return "info"
+    if raw.strip().lower() not in levels:
+        raise ConfigError(
+            f"skiplock: SKIPLOCK_LOG_LEVEL={raw!r} is not one of {', '.join(levels)} (default info)"
+        )
+    return raw.strip().lower()
 
 
 def _database_url(raw: str | None) -> str | None:

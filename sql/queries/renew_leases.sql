@@ -2,6 +2,10 @@
 -- return the ones it still holds. A job missing from the result was rescued, canceled or
 -- claimed again by another worker: its handler must stop. Fenced by locked_by and by the
 -- attempt each job was claimed at, so a worker that lost a job changes nothing.
+-- The same statement refreshes the worker's workers.last_seen_at (even with no job held).
+WITH seen AS (
+    UPDATE skiplock.workers SET last_seen_at = now() WHERE id = %(worker_id)s
+)
 UPDATE skiplock.content_jobs AS j
 SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
     updated_at = now()

@@ -1,0 +1,193 @@
+"""Writing the outcome of attempts, in batches: done (with its asset row), failed, or queued.
+
+Every transaction that changes a job rings NOTIFY, and notifying commits are serialised
+cluster-wide, so outcomes that arrive together are written together: handlers hand their
+outcome to `CompletionWriter.write`, which waits while the previous batch commits and then
+writes everything that gathered meanwhile in one statement per reason (usually one). A done
+job's asset row is written by the same statement, so the two commit together.
+
+During a database outage the writer keeps retrying; an outcome is given up only once its
+job's lease is known lost (another worker may have it by then, and the fence would refuse
+the write anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from skiplock import store
+from skiplock.storage import StoredObject
+
+MAX_BATCH = 500
+RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredAsset:
+    asset_id: uuid.UUID
+    stored: StoredObject
+    content_type: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended. status is done, failed or queued (retry or hand-back)."""
+
+    job_id: uuid.UUID
+    attempt: int
+    status: str
+    reason: str = ""  # why a queued outcome went back: error, timeout or shutdown
+    error_message: str | None = None
+    run_at: datetime | None = None  # queued: not before
+    refund: bool = False  # queued at shutdown: the attempt is not spent
+    asset: StoredAsset | None = None
+
+
+TakeProgress = Callable[[uuid.UUID], dict[str, Any] | None]
+LeaseLost = Callable[[uuid.UUID], bool]
+
+
+class CompletionWriter:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        worker_id: str,
+        *,
+        take_progress: TakeProgress,
+        lease_lost: LeaseLost,
+    ) -> None:
+        self._pool = pool
+        self._worker_id = worker_id
+        self._take_progress = take_progress
+        self._lease_lost = lease_lost
+        self._queue: list[tuple[Outcome, asyncio.Future[bool]]] = []
+        self._arrived = asyncio.Event()
+        self.batches = 0
+
+    async def write(self, outcome: Outcome) -> bool:
+        """Write the outcome with the next batch; False if the job was no longer ours."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((outcome, future))
+        self._arrived.set()
+        return await asyncio.shield(future)
+
+    def idle(self) -> bool:
+        return not self._queue
+
+    async def run(self) -> None:
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[tuple[Outcome, asyncio.Future[bool]]]) -> None:
+        outcomes = [outcome for outcome, _ in batch]
+        progress = {o.job_id: self._take_progress(o.job_id) for o in outcomes}
+        written: set[uuid.UUID] | None = None
+        failures = 0
+        while written is None:
+            try:
+                written = await self._write(outcomes, progress, retried=failures > 0)
+            except psycopg.Error as exc:
+                if failures == 0:
+                    log.warning("writing %d outcome(s) failed (%s); retrying", len(batch), exc)
+                outcomes = [o for o in outcomes if not self._lease_lost(o.job_id)]
+                if not outcomes:
+                    written = set()
+                    break
+                await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
+                failures += 1
+        self.batches += 1
+        for outcome, future in batch:
+            if not future.done():
+                future.set_result(outcome.job_id in written)
+
+    async def _write(
+        self,
+        outcomes: list[Outcome],
+        progress: dict[uuid.UUID, dict[str, Any] | None],
+        *,
+        retried: bool,
+    ) -> set[uuid.UUID]:
+        by_reason = sorted(outcomes, key=lambda o: o.reason)
+        groups = [list(group) for _, group in groupby(by_reason, key=lambda o: o.reason)]
+        written: set[uuid.UUID] = set()
+        async with self._pool.connection() as conn:
+            if len(groups) == 1:
+                written |= await self._finish(conn, groups[0], progress)
+            else:
+                async with conn.transaction():
+                    for group in groups:
+                        written |= await self._finish(conn, group, progress)
+            if retried:
+                written |= await self._landed_before(conn, outcomes, written)
+        return written
+
+    async def _finish(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        outcomes: list[Outcome],
+        progress: dict[uuid.UUID, dict[str, Any] | None],
+    ) -> set[uuid.UUID]:
+        def column(get: Callable[[Outcome], Any]) -> list[Any]:
+            return [get(o) for o in outcomes]
+
+        def asset_column(get: Callable[[StoredAsset], Any]) -> list[Any]:
+            return [get(o.asset) if o.asset else None for o in outcomes]
+
+        params = {
+            "worker_id": self._worker_id,
+            "reason": outcomes[0].reason or "",
+            "job_ids": column(lambda o: o.job_id),
+            "attempts": column(lambda o: o.attempt),
+            "statuses": column(lambda o: o.status),
+            "error_messages": column(lambda o: o.error_message),
+            "run_ats": column(lambda o: o.run_at),
+            "refunds": column(lambda o: o.refund),
+            "progress": [_jsonb(progress.get(o.job_id)) for o in outcomes],
+            "asset_ids": asset_column(lambda a: a.asset_id),
+            "providers": asset_column(lambda a: a.stored.provider),
+            "object_keys": asset_column(lambda a: a.stored.object_key),
+            "content_types": asset_column(lambda a: a.content_type),
+            "byte_sizes": asset_column(lambda a: a.stored.byte_size),
+            "sha256s": asset_column(lambda a: a.stored.sha256),
+            "filenames": asset_column(lambda a: a.filename),
+        }
+        cursor = await conn.execute(store.query("finish_jobs"), params, prepare=True)
+        return {row[0] for row in await cursor.fetchall()}
+
+    async def _landed_before(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        outcomes: list[Outcome],
+        written: set[uuid.UUID],
+    ) -> set[uuid.UUID]:
+        """After a failed attempt whose commit may have landed: the done jobs whose asset
+        row exists were written then (keep their files)."""
+        unsure = {
+            o.asset.asset_id: o.job_id for o in outcomes if o.asset and o.job_id not in written
+        }
+        if not unsure:
+            return set()
+        cursor = await conn.execute(store.query("find_assets"), {"asset_ids": list(unsure)})
+        return {unsure[row[0]] for row in await cursor.fetchall()}
+
+
+def _jsonb(value: dict[str, Any] | None) -> Jsonb | None:
+    return Jsonb(value) if value is not None else None

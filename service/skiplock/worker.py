@@ -1,0 +1,379 @@
+"""The worker process: N handler slots fed by one claimer.
+
+Where a job is claimed: `Worker._claim_loop`. It claims as many due jobs as there are
+free slots in one statement (sql/queries/claim_jobs.sql), starts a task per job, and when
+the queue has run dry waits for a doorbell (LISTEN content_jobs_queued), for the earliest
+retry it scheduled itself, or for the poll interval (1 s), whichever comes first.
+
+Around it run: the listener (doorbells), the completion writer (outcomes in batches), the
+progress writer, lease renewal and the cancel watch (leases.py), and housekeeping
+(maintenance.py). Handlers never touch the database; everything they produce goes through
+those batched writers, so a busy worker costs about one claim and one completion
+statement per batch of jobs, not per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from skiplock import db, maintenance, store
+from skiplock.completions import CompletionWriter, Outcome
+from skiplock.errors import ConfigError
+from skiplock.handlers import Registry, registry
+from skiplock.leases import HeldJob, Leases
+from skiplock.listener import Listener
+from skiplock.logs import fields
+from skiplock.progress import ProgressWriter
+from skiplock.runner import Runner, elapsed_ms
+from skiplock.settings import Settings
+from skiplock.storage import LocalDiskStorage, Storage
+
+QUEUED_CHANNEL = "content_jobs_queued"
+POLL_INTERVAL = 1.0  # SPEC §2: workers poll at least every second
+CLAIM_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
+SHUTDOWN_WRITE_SECONDS = 5.0  # after the grace, at most this long to hand jobs back
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    concurrency: int = 10
+    job_types: tuple[str, ...] = ()  # empty: every registered type
+    grace: float = 8.0
+
+
+def new_worker_id() -> str:
+    """Unique per process start: host, pid, and a random suffix (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        options: WorkerOptions,
+        *,
+        handlers: Registry = registry,
+        storage: Storage | None = None,
+    ) -> None:
+        if options.concurrency < 1:
+            raise ConfigError("skiplock: --concurrency must be at least 1")
+        unknown = [t for t in options.job_types if t not in handlers]
+        if unknown:
+            raise ConfigError(
+                f"skiplock: no handler is registered for job type(s) {', '.join(unknown)} "
+                f"(registered: {', '.join(handlers.names()) or 'none'}); "
+                "check --types and --handlers"
+            )
+        self.id = new_worker_id()
+        self.settings = settings
+        self.options = options
+        self.job_types = list(options.job_types or handlers.names())
+        self._handlers = handlers
+        self._storage = storage or LocalDiskStorage(settings.storage_dir)
+        self._held: dict[uuid.UUID, HeldJob] = {}
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._doorbell = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._next_retry: float | None = None  # monotonic time of the earliest retry we set
+        self.started = asyncio.Event()  # set once registered and claiming
+        self.jobs_finished = 0
+
+    # --------------------------------------------------------------------------------------
+    # Lifecycle
+    # --------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get the grace to finish. A second call (a second
+        Ctrl-C) hands them back at once."""
+        if self._stopping.is_set():
+            self._hurry.set()
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Work until stop(); then finish or hand back running jobs and return."""
+        url = self.settings.require_database_url()
+        pool = await db.open_pool(url, min_size=2, max_size=6, name="worker")
+        try:
+            await self._run_with(pool, url)
+        finally:
+            await pool.close()
+
+    async def _run_with(self, pool: AsyncConnectionPool, url: str) -> None:
+        self._pool = pool
+        self._progress = ProgressWriter(pool, self.id)
+        self._leases = Leases(pool, self.id, self.settings.lease_seconds, self._held, self._stop)
+        self._completions = CompletionWriter(
+            pool, self.id, take_progress=self._progress.take, lease_lost=self._leases.lost
+        )
+        self._runner = Runner(
+            self._handlers,
+            self._storage,
+            max_output_bytes=self.settings.generated_asset_max_bytes,
+            report_progress=self._progress.report,
+        )
+        listener = Listener(url, [QUEUED_CHANNEL], self._on_notify, self._on_listen, name="worker")
+        await self._register()
+        background = [
+            asyncio.create_task(coro)
+            for coro in (
+                listener.run(),
+                self._completions.run(),
+                self._progress.run(),
+                self._leases.renew(),
+                self._leases.watch(),
+                maintenance.rescue_forever(pool, self.settings.lease_seconds),
+                maintenance.prune_forever(pool, self.settings.event_retention_days),
+            )
+        ]
+        log.info(
+            "worker started %s",
+            fields(
+                worker_id=self.id,
+                job_types=",".join(self.job_types),
+                concurrency=self.options.concurrency,
+                lease_seconds=self.settings.lease_seconds,
+            ),
+        )
+        self.started.set()
+        try:
+            await self._claim_loop()
+            await self._finish_running()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._unregister()
+            log.info("worker stopped %s", fields(worker_id=self.id))
+
+    async def _register(self) -> None:
+        params = {
+            "id": self.id,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "job_types": self.job_types,
+            "concurrency": self.options.concurrency,
+        }
+        async with self._pool.connection() as conn:
+            await conn.execute(store.query("register_worker"), params)
+
+    async def _unregister(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            async with self._pool.connection(timeout=2) as conn:
+                await conn.execute(store.query("unregister_worker"), {"id": self.id})
+
+    async def _finish_running(self) -> None:
+        """Let running jobs finish within the grace, then hand the rest back."""
+        late: set[asyncio.Task[None]] = set(self._tasks)
+        if not late:
+            return
+        grace = self.options.grace
+        log.info("stopping: %d job(s) running, grace %.1f s", len(late), grace)
+        deadline = time.monotonic() + grace
+        while late and not self._hurry.is_set() and time.monotonic() < deadline:
+            await _first_of(self._hurry, timeout=deadline - time.monotonic(), tasks=late)
+            late = {task for task in late if not task.done()}
+        for job in list(self._held.values()):
+            job.stop("shutdown")
+        if late:
+            await asyncio.wait(late, timeout=SHUTDOWN_WRITE_SECONDS)
+
+    # --------------------------------------------------------------------------------------
+    # Claiming
+    # --------------------------------------------------------------------------------------
+
+    def _on_notify(self, channel: str, payload: str) -> None:
+        if payload in self.job_types:
+            self._doorbell.set()
+
+    async def _on_listen(self) -> None:
+        self._doorbell.set()  # (re)connected: jobs may have rung while no one listened
+
+    async def _claim_loop(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            await asyncio.sleep(0)  # let handlers that just finished free their slots
+            free = self.options.concurrency - self._running
+            if free <= 0:
+                self._slot_freed.clear()
+                await _first_of(self._slot_freed, self._stopping)
+                continue
+            self._doorbell.clear()
+            try:
+                claimed = await self._claim(free)
+            except psycopg.Error as exc:
+                if failures == 0:
+                    log.warning("claiming failed (%s); retrying", _one_line(exc))
+                delay = CLAIM_RETRY_DELAYS[min(failures, len(CLAIM_RETRY_DELAYS) - 1)]
+                failures += 1
+                await _first_of(self._stopping, timeout=delay)
+                continue
+            if failures:
+                log.info("claiming works again")
+            failures = 0
+            if claimed < free:
+                await _first_of(self._doorbell, self._stopping, timeout=self._poll_timeout())
+
+    async def _claim(self, limit: int) -> int:
+        sent = time.monotonic()
+        async with self._pool.connection() as conn:
+            rows = await store.claim_jobs(
+                conn,
+                worker_id=self.id,
+                job_types=self.job_types,
+                limit=limit,
+                lease_seconds=self.settings.lease_seconds,
+            )
+        for row in rows:
+            self._start(HeldJob(row, lease_deadline=self._leases.deadline_from(sent)))
+        return len(rows)
+
+    def _poll_timeout(self) -> float:
+        """Until the next poll, or the earliest retry this worker scheduled if sooner."""
+        timeout = POLL_INTERVAL
+        if self._next_retry is not None:
+            until = self._next_retry - time.monotonic()
+            if until <= timeout:
+                self._next_retry = None
+                timeout = max(until, 0.0) + 0.01  # now() in Postgres may trail our clock
+        return timeout
+
+    # --------------------------------------------------------------------------------------
+    # Running
+    # --------------------------------------------------------------------------------------
+
+    def _start(self, job: HeldJob) -> None:
+        self._held[job.id] = job
+        self._running += 1
+        task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_job(self, job: HeldJob) -> None:
+        log.info("job running %s", _job_fields(job))
+        try:
+            outcome = await self._runner.run(job)
+        except Exception:  # a bug in skiplock itself: let the lease bring the job back
+            log.exception("job crashed the runner %s", _job_fields(job))
+            outcome = None
+        finally:
+            job.running = False
+            self._running -= 1
+            self._slot_freed.set()
+        try:
+            if outcome is None:
+                log.info("job stopped %s", _job_fields(job, reason=job.stop_reason))
+            else:
+                await self._write(job, outcome)
+        finally:
+            self._progress.take(job.id)
+            self._held.pop(job.id, None)
+
+    async def _write(self, job: HeldJob, outcome: Outcome) -> None:
+        written = await self._completions.write(outcome)
+        if not written:
+            if outcome.asset is not None:
+                with contextlib.suppress(OSError):
+                    await self._storage.delete(outcome.asset.stored.object_key)
+            log.warning("job outcome not written: no longer ours %s", _job_fields(job))
+            return
+        self.jobs_finished += 1
+        status = outcome.status if not outcome.reason else f"queued ({outcome.reason})"
+        level = logging.INFO if outcome.status == "done" else logging.WARNING
+        log.log(
+            level,
+            "job %s %s",
+            status,
+            _job_fields(
+                job,
+                asset_id=outcome.asset.asset_id if outcome.asset else None,
+                retry_at=outcome.run_at.isoformat() if outcome.run_at else None,
+                error=outcome.error_message,
+            ),
+        )
+        if outcome.run_at is not None and not outcome.refund:
+            self._note_retry(outcome.run_at.timestamp() - time.time())
+
+    def _note_retry(self, seconds_from_now: float) -> None:
+        at = time.monotonic() + max(seconds_from_now, 0.0)
+        if self._next_retry is None or at < self._next_retry:
+            self._next_retry = at
+
+    def _stop(self, job_id: uuid.UUID, reason: str) -> None:
+        job = self._held.get(job_id)
+        if job is not None and job.stop(reason):
+            log.warning("job stopping %s", _job_fields(job, reason=reason))
+
+
+def _job_fields(job: HeldJob, **extra: Any) -> str:
+    row = job.row
+    return fields(
+        job_id=row["id"],
+        job_type=row["job_type"],
+        company_id=row["company_id"],
+        attempt=row["attempts"],
+        duration_ms=None if job.running else elapsed_ms(job),
+        **extra,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+async def _first_of(
+    *events: asyncio.Event,
+    timeout: float | None = None,
+    tasks: set[asyncio.Task[None]] | None = None,
+) -> None:
+    """Return when any event is set, any of `tasks` ends, or after timeout."""
+    if any(event.is_set() for event in events):
+        return
+    waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(e.wait()) for e in events}
+    try:
+        await asyncio.wait(
+            waiters | set(tasks or ()), timeout=timeout, return_when="FIRST_COMPLETED"
+        )
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def run_until_signalled(worker: Worker) -> None:
+    """Run the worker; SIGTERM/SIGINT stop it gracefully, a second one hands back at once."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def served_types(raw: Sequence[str] | None) -> tuple[str, ...]:
+    """--types a,b (repeatable) as a tuple; empty means every registered type."""
+    types: list[str] = []
+    for part in raw or ():
+        types.extend(t.strip() for t in part.split(",") if t.strip())
+    return tuple(dict.fromkeys(types))

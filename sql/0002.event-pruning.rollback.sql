@@ -1,0 +1,1 @@
+DROP INDEX skiplock.content_job_events_created_brin;

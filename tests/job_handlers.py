@@ -1,0 +1,113 @@
+"""Handlers the worker tests run, in-process or in real `skiplock worker --handlers job_handlers`.
+
+Each run appends a line "<job id> <attempt> <pid>" to $SKIPLOCK_TEST_RUNS (one small
+O_APPEND write, atomic across processes), so a test can count how often each job ran and
+where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from skiplock import Output, PermanentError, register
+from skiplock.context import JobContext
+
+
+def record_run(ctx: JobContext) -> None:
+    runs = os.environ.get("SKIPLOCK_TEST_RUNS")
+    if runs:
+        line = f"{ctx.job_id} {ctx.attempt} {os.getpid()}\n".encode()
+        fd = os.open(runs, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+def read_runs(path: Path) -> list[tuple[str, int, int]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        job_id, attempt, pid = line.split()
+        rows.append((job_id, int(attempt), int(pid)))
+    return rows
+
+
+@register("noop")
+async def noop(ctx: JobContext, params: dict[str, Any]) -> None:
+    record_run(ctx)
+
+
+@register("echo")
+async def echo(ctx: JobContext, params: dict[str, Any]) -> Output:
+    """The input's text as a file, with progress on the way."""
+    record_run(ctx)
+    await ctx.progress(0.5, "half way")
+    text = str(params.get("text", ""))
+    return Output(filename="echo.txt", content_type="text/plain", data=text.encode())
+
+
+@register("sleep")
+async def sleep(ctx: JobContext, params: dict[str, Any]) -> Output:
+    """Sleeps params.seconds, reporting progress every params.tick seconds."""
+    record_run(ctx)
+    seconds = float(params.get("seconds", 1))
+    tick = float(params.get("tick", 0.1))
+    started = time.monotonic()
+    while (elapsed := time.monotonic() - started) < seconds:
+        await ctx.progress(min(elapsed / seconds, 1.0), f"{elapsed:.1f} s")
+        await asyncio.sleep(min(tick, seconds - elapsed))
+    return Output(filename="slept.txt", content_type="text/plain", data=b"slept")
+
+
+@register("block")
+def block(ctx: JobContext, params: dict[str, Any]) -> Output:
+    """A `def` handler that blocks its thread for params.seconds."""
+    record_run(ctx)
+    ctx.progress(0.5)
+    time.sleep(float(params.get("seconds", 1)))
+    return Output(filename="blocked.txt", content_type="text/plain", data=b"blocked")
+
+
+@register("flaky")
+async def flaky(ctx: JobContext, params: dict[str, Any]) -> Output:
+    """Fails until attempt params.succeed_on."""
+    record_run(ctx)
+    if ctx.attempt < int(params.get("succeed_on", 3)):
+        raise RuntimeError(f"flaky failure on attempt {ctx.attempt}")
+    return Output(filename="ok.txt", content_type="text/plain", data=b"ok")
+
+
+@register("doomed")
+async def doomed(ctx: JobContext, params: dict[str, Any]) -> None:
+    record_run(ctx)
+    raise PermanentError("this input can never work")
+
+
+@register("child")
+async def child(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Starts `sleep` as a child (its pid in params.pid_file) and waits for it."""
+    record_run(ctx)
+    process_file = Path(str(params["pid_file"]))
+
+    async def run_and_report() -> None:
+        await ctx.run("sh", "-c", f"echo $$ > {process_file}; exec sleep 600")
+
+    await run_and_report()
+
+
+@register("big_file")
+async def big_file(ctx: JobContext, params: dict[str, Any]) -> Output:
+    """Writes params.mib MiB to a file in the workdir and returns it by path."""
+    record_run(ctx)
+    path = ctx.workdir / "big.bin"
+    block_ = os.urandom(1 << 20)
+    with path.open("wb") as out:
+        for _ in range(int(params.get("mib", 1))):
+            out.write(block_)
+    return Output(filename="big.bin", content_type="application/octet-stream", path=path)
