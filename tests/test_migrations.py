@@ -25,34 +25,39 @@ def skiplock_tables(url: str) -> set[str]:
     return {r[0] for r in rows}
 
 
+ALL = ("0001.schema", "0002.event-pruning")
+
+
 def test_migrate_twice_is_a_no_op_and_rollback_then_migrate_works(
     empty_database_url: str,
 ) -> None:
     first = db.migrate(empty_database_url)
-    assert first.applied == ("0001.schema",)
+    assert first.applied == ALL
     tables = skiplock_tables(empty_database_url)
     assert {"companies", "content_jobs", "content_job_events", "assets", "workers"} <= tables
 
     assert db.migrate(empty_database_url).applied == ()
     assert skiplock_tables(empty_database_url) == tables
 
-    down = db.migrate(empty_database_url, rollback=True)
-    assert down.rolled_back == ("0001.schema",)
+    # --rollback undoes the last migration only, one at a time.
+    for name in reversed(ALL):
+        assert db.migrate(empty_database_url, rollback=True).rolled_back == (name,)
     assert skiplock_tables(empty_database_url) == set()
     assert db.migrate(empty_database_url, rollback=True).rolled_back == ()
 
-    assert db.migrate(empty_database_url).applied == ("0001.schema",)
+    assert db.migrate(empty_database_url).applied == ALL
     assert skiplock_tables(empty_database_url) == tables
 
 
 def test_migrate_cli_reports_what_it_did(empty_database_url: str) -> None:
     env = {"DATABASE_URL": empty_database_url}
     first = run_cli("migrate", env=env)
-    assert first.returncode == 0 and "applied 1 migration(s): 0001.schema" in first.stdout
+    assert first.returncode == 0
+    assert f"applied {len(ALL)} migration(s): {', '.join(ALL)}" in first.stdout
     again = run_cli("migrate", env=env)
     assert again.returncode == 0 and "up to date" in again.stdout
     down = run_cli("migrate", "--rollback", env=env)
-    assert down.returncode == 0 and "rolled back: 0001.schema" in down.stdout
+    assert down.returncode == 0 and f"rolled back: {ALL[-1]}" in down.stdout
 
 
 def test_migrate_rebases_event_xids_restored_from_another_cluster(
@@ -145,7 +150,7 @@ def test_wheel_install_migrates_and_without_sql_fails_in_one_line(
     # Run from an empty directory, so nothing of the checkout can be found by accident.
     result = run_cli("migrate", env=env, executable=[python, "-m", "skiplock"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "applied 1 migration(s)" in result.stdout
+    assert f"applied {len(ALL)} migration(s)" in result.stdout
     origin = subprocess.run(
         [python, "-c", "import skiplock; print(skiplock.__file__)"],
         capture_output=True,

@@ -176,3 +176,122 @@ async def test_progress_is_throttled_to_one_write_a_second_and_last_value_lands(
     assert 2 <= len(progress) <= 4
     assert [t for t, _ in events(conn, job_id)][-2:] == ["content_job.progress", "content_job.done"]
     assert progress[-1]["progress"]["fraction"] > 0.9
+
+
+async def test_over_limit_output_fails_with_no_file_and_no_row(
+    conn: Conn, company_id: uuid.UUID, database_url: str, tmp_path: Path
+) -> None:
+    job_id = enqueue(conn, company_id, "echo", {"text": "x" * 2000})
+    storage = tmp_path / "storage"
+    async with running_worker(database_url, storage, max_bytes=1000):
+        await await_for(status_is(conn, job_id, "failed"))
+    failed = job(conn, job_id)
+    assert failed["attempts"] == 1  # not retried
+    assert "SKIPLOCK_GENERATED_ASSET_MAX_BYTES=1000" in failed["error_message"]
+    assert [p for p in storage.rglob("*") if p.is_file()] == []
+    assert conn.execute("SELECT count(*) FROM skiplock.assets").fetchone() == (0,)
+
+
+async def test_a_worker_that_lost_its_job_cannot_complete_fail_or_release_it(
+    conn: Conn, company_id: uuid.UUID, database_url: str, aconn: psycopg.AsyncConnection[Any]
+) -> None:
+    """Worker A's lease runs out, the job is rescued and claimed by B: every write A tries
+    (done with an asset, failed, handed back, progress, renewal) changes nothing."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from skiplock import store
+    from skiplock.completions import CompletionWriter, Outcome, StoredAsset
+    from skiplock.progress import ProgressWriter
+    from skiplock.storage import StoredObject
+
+    job_id = enqueue(conn, company_id, "noop")
+    claim = dict(job_types=["noop"], limit=1, lease_seconds=30)
+    [claimed_by_a] = await store.claim_jobs(aconn, worker_id="A", **claim)
+    conn.execute(
+        "UPDATE skiplock.content_jobs SET lease_expires_at = now() - interval '1 s' WHERE id = %s",
+        (job_id,),
+    )
+    assert len(await store.rescue_expired_leases(aconn)) == 1
+    [claimed_by_b] = await store.claim_jobs(aconn, worker_id="B", **claim)
+    assert (claimed_by_a["attempts"], claimed_by_b["attempts"]) == (1, 2)
+    before = job(conn, job_id)
+
+    async with AsyncConnectionPool(database_url, kwargs={"autocommit": True}) as pool:
+        writer = CompletionWriter(
+            pool, "A", take_progress=lambda _: None, lease_lost=lambda _: False
+        )
+        writing = asyncio.create_task(writer.run())
+        asset = StoredAsset(
+            uuid.uuid4(), StoredObject("local", "k", 1, "0" * 64), "text/plain", "a"
+        )
+        attempts = [
+            Outcome(job_id, 1, "done", asset=asset),
+            Outcome(job_id, 1, "failed", error_message="A failed it"),
+            Outcome(job_id, 1, "queued", reason="shutdown", refund=True),
+            Outcome(job_id, 1, "queued", reason="error", run_at=datetime.now(UTC)),
+        ]
+        assert [await writer.write(outcome) for outcome in attempts] == [False] * 4
+        writing.cancel()
+        progress = ProgressWriter(pool, "A")
+        progress.report(job_id, 1, {"fraction": 0.9})
+        await progress._write(progress._due_now())
+    held = await store.renew_leases(aconn, worker_id="A", held={job_id: 1}, lease_seconds=30)
+    assert held == set()
+    after = job(conn, job_id)
+    assert after == before  # not even updated_at moved
+    assert after["status"] == "running" and after["locked_by"] == "B" and after["attempts"] == 2
+    assert conn.execute("SELECT count(*) FROM skiplock.assets").fetchone() == (0,)
+
+
+async def test_diagram_renders_svg_and_png_for_real(
+    conn: Conn, company_id: uuid.UUID, database_url: str, tmp_path: Path
+) -> None:
+    source = "digraph { render -> store -> done }"
+    svg = enqueue(conn, company_id, "diagram", {"source": source})
+    png = enqueue(conn, company_id, "diagram", {"source": source, "format": "png"})
+    async with running_worker(database_url, tmp_path / "storage"):
+        await await_for(lambda: status_is(conn, svg, "done")() and status_is(conn, png, "done")())
+
+    def stored(job_id: uuid.UUID) -> tuple[bytes, str, str]:
+        row = conn.execute(
+            "SELECT object_key, content_type, original_filename FROM skiplock.assets WHERE id = %s",
+            (job(conn, job_id)["result_asset_id"],),
+        ).fetchone()
+        assert row is not None
+        return (tmp_path / "storage" / row[0]).read_bytes(), row[1], row[2]
+
+    svg_bytes, svg_type, svg_name = stored(svg)
+    assert b"<svg" in svg_bytes and b">store</text>" in svg_bytes
+    assert (svg_type, svg_name) == ("image/svg+xml", "diagram.svg")
+    png_bytes, png_type, _ = stored(png)
+    assert png_bytes.startswith(b"\x89PNG\r\n\x1a\n") and png_type == "image/png"
+
+
+async def test_invalid_dot_fails_at_once_with_graphviz_message(
+    conn: Conn, company_id: uuid.UUID, database_url: str, tmp_path: Path
+) -> None:
+    job_id = enqueue(conn, company_id, "diagram", {"source": "digraph { a -> }"})
+    async with running_worker(database_url, tmp_path / "storage"):
+        await await_for(status_is(conn, job_id, "failed"))
+    failed = job(conn, job_id)
+    assert failed["attempts"] == 1
+    assert failed["error_message"].startswith("Graphviz could not render this DOT source: ")
+    assert "syntax error in line 1" in failed["error_message"]
+    assert "<stdin>" in failed["error_message"]  # not a temp path
+
+
+async def test_missing_dot_fails_diagram_jobs_clearly_and_the_worker_still_runs(
+    conn: Conn, company_id: uuid.UUID, database_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    monkeypatch.setenv("PATH", str(empty_bin))
+    diagram = enqueue(conn, company_id, "diagram", {"source": "digraph { a }"})
+    other = enqueue(conn, company_id, "noop")
+    async with running_worker(database_url, tmp_path / "storage"):
+        await await_for(
+            lambda: status_is(conn, diagram, "failed")() and status_is(conn, other, "done")()
+        )
+    message = job(conn, diagram)["error_message"]
+    assert message.startswith("Graphviz `dot` is not installed on this worker")
+    assert job(conn, diagram)["attempts"] == 1
