@@ -10,9 +10,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from processes import free_port, postgres_processes, start_dev, stop_dev
+from worker_harness import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +38,7 @@ def test_dev_prints_the_lines_keeps_its_key_and_stops_postgres(data_dir: Path) -
         with urllib.request.urlopen(f"{first.lines['url']}/healthz", timeout=10) as response:
             assert response.status == 200
         assert postgres_processes(pgdata)
+        _dev_worker_renders_a_diagram(first.lines["database"], first.lines["companyId"], data_dir)
     finally:
         assert stop_dev(first) == 0
     assert postgres_processes(pgdata) == [], "Ctrl-C left Postgres running"
@@ -50,6 +54,25 @@ def test_dev_prints_the_lines_keeps_its_key_and_stops_postgres(data_dir: Path) -
         f"\nskiplock dev ready: first run {first.seconds_to_ready:.1f}s, "
         f"second run {second.seconds_to_ready:.1f}s"
     )
+
+
+def _dev_worker_renders_a_diagram(database_url: str, company_id: str, data_dir: Path) -> None:
+    """dev runs a worker in-process: a job queued in SQL is rendered into data_dir/storage."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT skiplock.enqueue_content_job(%s, 'diagram', %s)",
+            (company_id, Jsonb({"source": "digraph { dev -> done }"})),
+        ).fetchone()
+        assert row is not None
+        done = wait_for(
+            lambda: conn.execute(
+                "SELECT a.object_key FROM skiplock.content_jobs j "
+                "JOIN skiplock.assets a ON a.id = j.result_asset_id WHERE j.id = %s",
+                (row[0],),
+            ).fetchone(),
+            timeout=20,
+        )
+    assert b"<svg" in (data_dir / "storage" / done[0]).read_bytes()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root runs Postgres as another user")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -59,11 +61,23 @@ class JobContext:
     job_type: str
     attempt: int
     source_task_id: str | None
-    workdir: Path
     cancelled: asyncio.Event
     _report_progress: ProgressSink
     _loop: asyncio.AbstractEventLoop
     _children: set[int] = field(default_factory=set)
+    _workdir: Path | None = None
+
+    @property
+    def workdir(self) -> Path:
+        """A private temp directory for this attempt, removed afterwards. Made on first use:
+        most handlers of small outputs never need one, and it costs two syscalls per job."""
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"skiplock-{self.job_id}-"))
+        return self._workdir
+
+    def remove_workdir(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     def progress(self, fraction: float, message: str | None = None) -> Awaitable[None]:
         """Report progress (fraction 0..1, optional message). Written at most once a second;

@@ -79,9 +79,22 @@ async def connect_async(database_url: str) -> psycopg.AsyncConnection[Any]:
 
 
 async def open_pool(
-    database_url: str, *, min_size: int = 1, max_size: int = 10, name: str = "skiplock"
+    database_url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    name: str = "skiplock",
+    session_settings: str | None = None,
 ) -> AsyncConnectionPool:
-    """An open pool of autocommit connections; fails with one line if Postgres is down."""
+    """An open pool of autocommit connections; fails with one line if Postgres is down.
+
+    session_settings: SET statements run once on every new connection of the pool.
+    """
+
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        if session_settings:
+            await conn.execute(session_settings)
+
     pool = AsyncConnectionPool(
         database_url,
         min_size=min_size,
@@ -89,6 +102,7 @@ async def open_pool(
         kwargs=_connect_kwargs(),
         name=name,
         open=False,
+        configure=configure,
     )
     try:
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)

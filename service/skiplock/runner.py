@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -66,11 +64,10 @@ class Runner:
         except Exception as exc:  # UnknownJobType: claimed only for served types, but be safe
             return _failed(job, str(exc))
 
-        workdir = Path(tempfile.mkdtemp(prefix=f"skiplock-{row['id']}-"))
-        ctx = self._context(job, workdir)
+        ctx = self._context(job)
         try:
             output = await self._call(job, job_type, ctx)
-            return _done(job, await self._store(job, output, workdir))
+            return _done(job, await self._store(job, output, ctx))
         except _Stopped:
             return _after_stop(job)
         except TimeoutError:
@@ -82,9 +79,10 @@ class Runner:
         finally:
             ctx.cancelled.set()
             ctx.kill_children()
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
+            if ctx._workdir is not None:
+                await asyncio.to_thread(ctx.remove_workdir)
 
-    def _context(self, job: HeldJob, workdir: Path) -> JobContext:
+    def _context(self, job: HeldJob) -> JobContext:
         row = job.row
         return JobContext(
             job_id=row["id"],
@@ -92,7 +90,6 @@ class Runner:
             job_type=row["job_type"],
             attempt=row["attempts"],
             source_task_id=row["source_task_id"],
-            workdir=workdir,
             cancelled=asyncio.Event(),
             _report_progress=lambda value: self._report_progress(row["id"], job.attempt, value),
             _loop=asyncio.get_running_loop(),
@@ -125,7 +122,7 @@ class Runner:
             if handler.done() and not handler.cancelled():
                 handler.exception()  # retrieved: an abandoned handler's error is not "lost"
 
-    async def _store(self, job: HeldJob, output: Any, workdir: Path) -> StoredAsset | None:
+    async def _store(self, job: HeldJob, output: Any, ctx: JobContext) -> StoredAsset | None:
         if output is None:
             return None
         if not isinstance(output, Output):
@@ -140,7 +137,7 @@ class Runner:
             chunks = bytes_chunks(output.data)
         else:
             path = Path(output.path or "")
-            chunks = file_chunks(path if path.is_absolute() else workdir / path)
+            chunks = file_chunks(path if path.is_absolute() else ctx.workdir / path)
         stored = await self._storage.put(key, chunks, max_bytes=self._max_output_bytes)
         return StoredAsset(asset_id, stored, output.content_type, output.filename)
 

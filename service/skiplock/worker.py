@@ -45,6 +45,12 @@ QUEUED_CHANNEL = "content_jobs_queued"
 POLL_INTERVAL = 1.0  # SPEC §2: workers poll at least every second
 CLAIM_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
 SHUTDOWN_WRITE_SECONDS = 5.0  # after the grace, at most this long to hand jobs back
+# Every worker statement is a small, index-driven batch. Statistics taken while a backlog was
+# still in the future (scheduled jobs) make the planner believe no job is due and pick a
+# sequential scan and sort of content_jobs for every claim (measured: 8 ms instead of 0.3 ms
+# per claim on 20,000 rows); and transition tables sized like the whole table push the
+# event-log trigger over jit_above_cost. Neither must depend on when ANALYZE last ran.
+WORKER_SESSION = "SET enable_seqscan = off; SET jit = off"
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +116,9 @@ class Worker:
     async def run(self) -> None:
         """Work until stop(); then finish or hand back running jobs and return."""
         url = self.settings.require_database_url()
-        pool = await db.open_pool(url, min_size=2, max_size=6, name="worker")
+        pool = await db.open_pool(
+            url, min_size=2, max_size=6, name="worker", session_settings=WORKER_SESSION
+        )
         try:
             await self._run_with(pool, url)
         finally:

@@ -1,0 +1,251 @@
+"""Worker figures: drain rate, idle wake-up latency, RSS. Real `skiplock worker` processes.
+
+    .venv/bin/python bench/worker/run.py [--jobs 20000] [--concurrency 10] [--repeat 3]
+
+Starts a throwaway Postgres with default settings (fsync and synchronous_commit on) unless
+DATABASE_URL names a server whose role may create databases. Each measurement gets a fresh
+database. Workers run with SKIPLOCK_LOG_LEVEL=warning (a log line per transition costs
+about as much as the queue work of a no-op job).
+
+- drain: N jobs bulk-inserted (one statement, full event log and triggers), ANALYZE and
+  CHECKPOINT, then 1 or 2 worker processes, started and idle before the insert, drain them.
+  jobs/s = N / (last finished_at - first started_at), from the database.
+- wake-up: one idle worker; 10 warm-up jobs, then 200 enqueued one at a time 20 ms apart
+  with enqueue_content_job(); latency = handler start (time.time() in the handler) - the
+  moment the enqueue's commit returned to the client.
+- RSS: each worker's VmRSS when idle after start, and VmHWM (peak) after the drain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(REPO / "service"))
+
+from skiplock import db  # noqa: E402
+from skiplock.embedded import EmbeddedPostgres  # noqa: E402
+
+
+@contextmanager
+def server() -> Iterator[str]:
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    root = Path(tempfile.mkdtemp(prefix="skiplock-bench-"))
+    root.chmod(0o755)
+    pg = EmbeddedPostgres(root / "pgdata", port=_free_port())
+    pg.start()
+    try:
+        yield pg.url("postgres")
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_conninfo(server_url, dbname=name)
+    db.migrate(url)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class Workers:
+    def __init__(self, url: str, count: int, concurrency: int, types: str, tmp: Path) -> None:
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "SKIPLOCK_LOG_LEVEL": "warning",
+            "SKIPLOCK_STORAGE_DIR": str(tmp / "storage"),
+            "BENCH_STARTS": str(tmp / "starts.txt"),
+            "PYTHONPATH": str(HERE),
+        }
+        self.procs = [
+            subprocess.Popen(  # noqa: S603  (our own CLI, fixed arguments)
+                [
+                    sys.executable,
+                    "-m",
+                    "skiplock",
+                    "worker",
+                    "--handlers",
+                    "bench_handlers",
+                    "--types",
+                    types,
+                    "--concurrency",
+                    str(concurrency),
+                ],
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(count)
+        ]
+        self.url = url
+
+    def wait_registered(self) -> float:
+        started = time.monotonic()
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while conn.execute("SELECT count(*) FROM skiplock.workers").fetchone()[0] < len(
+                self.procs
+            ):
+                time.sleep(0.01)
+        time.sleep(0.3)  # LISTEN issued and the first poll done
+        return time.monotonic() - started
+
+    def rss_mib(self, field: str = "VmRSS") -> list[float]:
+        values = []
+        for proc in self.procs:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    values.append(int(line.split()[1]) / 1024)
+        return values
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(30)
+
+
+def company(conn: psycopg.Connection) -> uuid.UUID:
+    return conn.execute(
+        "INSERT INTO skiplock.companies (name) VALUES ('bench') RETURNING id"
+    ).fetchone()[0]
+
+
+def drain(server_url: str, jobs: int, processes: int, concurrency: int) -> dict[str, float]:
+    with fresh_database(server_url) as url, tempfile.TemporaryDirectory() as tmp:
+        workers = Workers(url, processes, concurrency, "bench_noop", Path(tmp))
+        try:
+            boot = workers.wait_registered()
+            idle = workers.rss_mib()
+            with psycopg.connect(url, autocommit=True) as conn:
+                company_id = company(conn)
+                # Park the jobs in the future while ANALYZE/CHECKPOINT run, then release them
+                # all at once with one UPDATE (one doorbell).
+                conn.execute(
+                    "INSERT INTO skiplock.content_jobs (company_id, job_type, run_at) "
+                    "SELECT %s, 'bench_noop', 'infinity' FROM generate_series(1, %s)",
+                    (company_id, jobs),
+                )
+                conn.execute("ANALYZE skiplock.content_jobs")
+                conn.execute("CHECKPOINT")
+                conn.execute("UPDATE skiplock.content_jobs SET run_at = now(), updated_at = now()")
+                while conn.execute(
+                    "SELECT count(*) FROM skiplock.content_jobs WHERE status <> 'done'"
+                ).fetchone()[0]:
+                    time.sleep(0.05)
+                first, last = conn.execute(
+                    "SELECT min(started_at), max(finished_at) FROM skiplock.content_jobs"
+                ).fetchone()
+            peak = workers.rss_mib("VmHWM")
+        finally:
+            workers.stop()
+    seconds = (last - first).total_seconds()
+    return {
+        "jobs_per_s": jobs / seconds,
+        "seconds": seconds,
+        "boot_s": boot,
+        "idle_rss_mib": max(idle),
+        "peak_rss_mib": max(peak),
+    }
+
+
+def wake_up(server_url: str, count: int = 200, warmup: int = 10) -> list[float]:
+    with fresh_database(server_url) as url, tempfile.TemporaryDirectory() as tmp:
+        starts_file = Path(tmp) / "starts.txt"
+        workers = Workers(url, 1, 10, "bench_wake", Path(tmp))
+        committed: dict[str, float] = {}
+        try:
+            workers.wait_registered()
+            with psycopg.connect(url, autocommit=True) as conn:
+                company_id = company(conn)
+                statement = "SELECT skiplock.enqueue_content_job(%s, 'bench_wake')"
+                conn.execute(statement, (company_id,), prepare=True)  # prepare it
+                for i in range(warmup + count):
+                    job_id = conn.execute(statement, (company_id,), prepare=True).fetchone()[0]
+                    if i >= warmup:
+                        committed[str(job_id)] = time.time()
+                    time.sleep(0.02)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    lines = starts_file.read_text().splitlines() if starts_file.exists() else []
+                    if len(lines) >= warmup + count + 1:
+                        break
+                    time.sleep(0.05)
+        finally:
+            workers.stop()
+        started = dict(line.split() for line in starts_file.read_text().splitlines())
+    return sorted((float(started[j]) - t) * 1000 for j, t in committed.items())
+
+
+def pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with server() as url:
+        version = psycopg.connect(url).execute("SHOW server_version").fetchone()[0]
+        print(
+            f"PostgreSQL {version}; {os.cpu_count()} cores; {args.jobs} no-op jobs; "
+            f"concurrency {args.concurrency} per process; {args.repeat} runs each"
+        )
+        for processes in (1, 2):
+            runs = [drain(url, args.jobs, processes, args.concurrency) for _ in range(args.repeat)]
+            rate = summary([r["jobs_per_s"] for r in runs])
+            print(
+                f"drain, {processes} process(es): jobs/s {rate}; "
+                f"boot {statistics.median(r['boot_s'] for r in runs):.2f} s; "
+                f"RSS idle {statistics.median(r['idle_rss_mib'] for r in runs):.1f} MiB, "
+                f"peak {statistics.median(r['peak_rss_mib'] for r in runs):.1f} MiB"
+            )
+        rounds = [wake_up(url) for _ in range(args.repeat)]
+        for name, p in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100)):
+            values = [pct(r, p) for r in rounds]
+            print(
+                f"wake-up {name}: {statistics.median(values):.2f} ms "
+                f"[{min(values):.2f}-{max(values):.2f}]"
+            )
+
+
+if __name__ == "__main__":
+    main()

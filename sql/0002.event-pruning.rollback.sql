@@ -1,1 +1,0 @@
-DROP INDEX skiplock.content_job_events_created_brin;
