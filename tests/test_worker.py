@@ -295,3 +295,35 @@ async def test_missing_dot_fails_diagram_jobs_clearly_and_the_worker_still_runs(
     message = job(conn, diagram)["error_message"]
     assert message.startswith("Graphviz `dot` is not installed on this worker")
     assert job(conn, diagram)["attempts"] == 1
+
+
+async def test_pruning_removes_old_events_of_finished_jobs_only(
+    conn: Conn, company_id: uuid.UUID, database_url: str
+) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    from skiplock import maintenance
+
+    finished = enqueue(conn, company_id, "noop")
+    running = enqueue(conn, company_id, "noop")
+    conn.execute("UPDATE skiplock.content_jobs SET status = 'done' WHERE id = %s", (finished,))
+    conn.execute("UPDATE skiplock.content_jobs SET status = 'canceled' WHERE id = %s", (running,))
+    conn.execute("UPDATE skiplock.content_jobs SET status = 'queued' WHERE id = %s", (running,))
+    # 2,500 old events on the finished job (more than one 1,000-row batch), and old ones on
+    # the job that is queued again.
+    conn.execute(
+        "INSERT INTO skiplock.content_job_events (xid, company_id, job_id, type, created_at) "
+        "SELECT pg_current_xact_id(), %s, %s, 'content_job.progress', now() - interval '8 days' "
+        "FROM generate_series(1, 2500)",
+        (company_id, finished),
+    )
+    conn.execute(
+        "UPDATE skiplock.content_job_events SET created_at = now() - interval '8 days' "
+        "WHERE job_id = %s",
+        (running,),
+    )
+    async with AsyncConnectionPool(database_url, kwargs={"autocommit": True}) as pool:
+        assert await maintenance.prune_once(pool, retention_days=7) == 2500
+    # The finished job keeps its recent events; the unfinished one keeps everything.
+    assert [t for t, _ in events(conn, finished)] == ["content_job.queued", "content_job.done"]
+    assert len(events(conn, running)) == 3

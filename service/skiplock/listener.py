@@ -14,7 +14,10 @@ HEALTH_TIMEOUT to come back. TCP keepalives back this up at the socket level.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -43,12 +46,16 @@ class Listener:
         on_connect: OnConnect | None = None,
         *,
         name: str = "listener",
+        health_interval: float = HEALTH_INTERVAL,
+        health_timeout: float = HEALTH_TIMEOUT,
     ) -> None:
         self._url = database_url
         self._channels = list(channels)
         self._on_notify = on_notify
         self._on_connect = on_connect
         self._name = name
+        self._health_interval = health_interval
+        self._health_timeout = health_timeout
         self.connected = asyncio.Event()
         self.reconnects = 0
 
@@ -85,17 +92,24 @@ class Listener:
     async def _serve(self, conn: psycopg.AsyncConnection[Any]) -> None:
         while True:
             heard = False
-            async for notify in conn.notifies(timeout=HEALTH_INTERVAL):
+            async for notify in conn.notifies(timeout=self._health_interval):
                 heard = True
                 self._on_notify(notify.channel, notify.payload)
             if not heard:
                 await self._ping(conn)
 
     async def _ping(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        try:
-            await asyncio.wait_for(conn.execute(store.query("ping")), HEALTH_TIMEOUT)
-        except TimeoutError:
-            raise TimeoutError(f"no answer to a ping in {HEALTH_TIMEOUT:.0f} s") from None
+        ping = asyncio.ensure_future(conn.execute(store.query("ping")))
+        done, _ = await asyncio.wait({ping}, timeout=self._health_timeout)
+        if ping in done:
+            ping.result()
+            return
+        # Not cancelled: psycopg would send a cancel request and wait for an answer that a
+        # half-open connection never gives. Shutting the socket down ends the ping at once.
+        _sever(conn)
+        with contextlib.suppress(psycopg.Error, OSError):
+            await ping
+        raise TimeoutError(f"no answer to a ping in {self._health_timeout:g} s")
 
     async def _pause(self, failures: int, why: str) -> int:
         delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
@@ -103,3 +117,13 @@ class Listener:
             log.warning("%s: lost its Postgres connection (%s); reconnecting", self._name, why)
         await asyncio.sleep(delay)
         return failures + 1
+
+
+def _sever(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Shut the connection's socket down, so whatever waits on it fails now."""
+    with contextlib.suppress(OSError, psycopg.Error):
+        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
