@@ -9,11 +9,15 @@ run over the same data dir prints the same one. Ctrl-C stops the API and the wor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from psycopg import AsyncConnection
 
 from skiplock import db, handlers, keys, logs, store
@@ -91,23 +95,38 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text + "\n")
 
 
+class _QuietServer(uvicorn.Server):
+    """uvicorn's Server with its signal handling left to us: `dev` stops the API and the
+    worker together, and uvicorn would re-raise the signal as a traceback after serving."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> bool:
     """Serve until Ctrl-C or SIGTERM, printing `announce` once the socket listens.
 
     False if the server could not start (the port is taken, say).
     """
-    import uvicorn
-
     from skiplock.api.app import create_app
 
     config = uvicorn.Config(
         create_app(settings), host=host, port=port, log_level="warning", lifespan="on"
     )
-    server = uvicorn.Server(config)
+    server = _QuietServer(config)
 
     async def serve() -> None:
-        serving = asyncio.create_task(server.serve())
         worker = Worker(settings, WorkerOptions(concurrency=DEV_CONCURRENCY, grace=DEV_GRACE))
+
+        def stop() -> None:  # Ctrl-C or SIGTERM: stop serving and working
+            server.should_exit = True
+            worker.stop()
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop)
+        serving = asyncio.create_task(server.serve())
         working = asyncio.create_task(worker.run())
         while not (server.started and worker.started.is_set()):
             if serving.done() or working.done():
@@ -116,7 +135,7 @@ def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> boo
         if server.started and worker.started.is_set():
             for line in announce:
                 _say(line)
-        # uvicorn owns Ctrl-C and SIGTERM: when it stops serving, the worker stops too.
+        # Whichever ends first (a signal, or a failure to start) ends the other.
         await asyncio.wait({serving, working}, return_when="FIRST_COMPLETED")
         server.should_exit = True
         worker.stop()
