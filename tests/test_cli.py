@@ -78,3 +78,17 @@ def test_console_script_and_module_are_the_same_cli() -> None:
     script = str(Path(sys.executable).parent / "skiplock")
     result = run_cli("--help", executable=[script])
     assert result.returncode == 0 and "migrate" in result.stdout
+
+
+def test_worker_mistakes_are_one_line(database_url: str) -> None:
+    env = {"DATABASE_URL": database_url}
+    unknown = one_line_error(run_cli("worker", "--types", "nope", env=env))
+    assert unknown.startswith("skiplock: no handler is registered for job type(s) nope")
+    missing = one_line_error(run_cli("worker", "--handlers", "no_such_handlers", env=env))
+    assert "cannot import handler module 'no_such_handlers'" in missing
+    down = one_line_error(
+        run_cli("worker", env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"})
+    )
+    assert down.startswith("skiplock: cannot connect to Postgres at 127.0.0.1:1")
+    usage = run_cli("worker", "--concurrency", "0", env=env)
+    assert usage.returncode == 2 and "at least 1" in usage.stderr

@@ -23,10 +23,11 @@ class _UtcFormatter(logging.Formatter):
 def configure(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("skiplock")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    for name, floor in (("skiplock", level.upper()), ("psycopg", "WARNING")):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(max(logging.getLevelName(floor), logging.getLevelName(level.upper())))
+        logger.propagate = False
 
 
 def fields(**values: Any) -> str:

@@ -116,6 +116,9 @@ class Worker:
     async def run(self) -> None:
         """Work until stop(); then finish or hand back running jobs and return."""
         url = self.settings.require_database_url()
+        # One direct attempt first: a database that is down stops the worker at once with
+        # one line, rather than after the pool's retries.
+        await (await db.connect_async(url)).close()
         pool = await db.open_pool(
             url, min_size=2, max_size=6, name="worker", session_settings=WORKER_SESSION
         )
