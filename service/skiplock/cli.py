@@ -57,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.set_defaults(run=_run_dev)
 
+    serve = commands.add_parser("serve", help="the HTTP API under uvicorn")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--handlers",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="handler module whose job types the API accepts (adds to SKIPLOCK_HANDLERS)",
+    )
+    serve.set_defaults(run=_run_serve)
+
     worker = commands.add_parser("worker", help="run jobs: N handler slots fed by one claimer")
     worker.add_argument(
         "--concurrency", type=_positive_int, default=10, help="handler slots (default 10)"
@@ -183,6 +195,24 @@ def _run_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
     _with_connection(settings, lambda conn: keys.revoke_key(conn, key_id))
     _print_json({"keyId": str(key_id), "revoked": True})
     return 0
+
+
+def _run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from skiplock import handlers, logs
+    from skiplock.api.server import run_serve
+
+    logs.configure(settings.log_level)
+    handlers.load_handler_modules([*settings.handlers, *args.handlers])
+    url = settings.require_database_url()
+    asyncio.run(_check_database(url))
+    return run_serve(settings, args.host, args.port)
+
+
+async def _check_database(url: str) -> None:
+    """One line, exit 2, when Postgres is down at start (not the pool's retries)."""
+    from skiplock import db
+
+    await (await db.connect_async(url)).close()
 
 
 def _run_worker(settings: Settings, args: argparse.Namespace) -> int:

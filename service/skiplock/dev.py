@@ -9,15 +9,12 @@ run over the same data dir prints the same one. Ctrl-C stops the API and the wor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from psycopg import AsyncConnection
 
 from skiplock import db, handlers, keys, logs, store
@@ -95,31 +92,23 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text + "\n")
 
 
-class _QuietServer(uvicorn.Server):
-    """uvicorn's Server with its signal handling left to us: `dev` stops the API and the
-    worker together, and uvicorn would re-raise the signal as a traceback after serving."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> bool:
     """Serve until Ctrl-C or SIGTERM, printing `announce` once the socket listens.
 
     False if the server could not start (the port is taken, say).
     """
+    from skiplock.api import server as api_server
     from skiplock.api.app import create_app
 
-    config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="warning", lifespan="on"
-    )
-    server = _QuietServer(config)
+    closing = asyncio.Event()
+    app = create_app(settings, closing=closing)
+    server = api_server.QuietServer(api_server.config(app, host, port))
 
     async def serve() -> None:
         worker = Worker(settings, WorkerOptions(concurrency=DEV_CONCURRENCY, grace=DEV_GRACE))
 
         def stop() -> None:  # Ctrl-C or SIGTERM: stop serving and working
+            closing.set()
             server.should_exit = True
             worker.stop()
 

@@ -92,3 +92,54 @@ async def resolve_key(conn: AsyncConnection[Any], api_key: str) -> ResolvedKey |
     if row is None or not matches or row["revoked_at"] is not None:
         return None
     return ResolvedKey(key_id=row["id"], company_id=row["company_id"])
+
+
+# ------------------------------------------------------------------------------------------
+# Stream tokens: read-only, one company, one hour, for browsers (EventSource, <img>)
+# ------------------------------------------------------------------------------------------
+
+TOKEN_PREFIX = "st"  # noqa: S105  (a prefix, not a secret)
+TOKEN_LIFETIME_SECONDS = 3600
+_TOKEN_PATTERN = re.compile(r"^st_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$")
+
+
+@dataclass(frozen=True)
+class NewToken:
+    token: str
+    expires_at: Any  # datetime
+
+
+@dataclass(frozen=True)
+class ResolvedToken:
+    token_id: uuid.UUID
+    key_id: uuid.UUID
+    company_id: uuid.UUID
+    expires_at: Any  # datetime
+
+
+async def create_stream_token(conn: AsyncConnection[Any], key: ResolvedKey) -> NewToken:
+    token_id = uuid.uuid4()
+    secret = secrets.token_urlsafe(32)
+    row = await store.create_stream_token(
+        conn,
+        token_id=token_id,
+        key_id=key.key_id,
+        company_id=key.company_id,
+        token_hash=hash_secret(secret),
+        lifetime_seconds=TOKEN_LIFETIME_SECONDS,
+    )
+    return NewToken(f"{TOKEN_PREFIX}_{token_id.hex}_{secret}", row["expires_at"])
+
+
+async def resolve_stream_token(conn: AsyncConnection[Any], token: str) -> ResolvedToken | None:
+    """The company of a live token: well-formed, known, unexpired, its key not revoked."""
+    match = _TOKEN_PATTERN.match(token)
+    if not match:
+        return None
+    token_id, secret = uuid.UUID(hex=match.group(1)), match.group(2)
+    row = await store.find_stream_token(conn, token_id)
+    stored = row["token_hash"] if row else "0" * 64
+    matches = hmac.compare_digest(stored, hash_secret(secret))
+    if row is None or not matches or not row["live"]:
+        return None
+    return ResolvedToken(token_id, row["api_key_id"], row["company_id"], row["expires_at"])

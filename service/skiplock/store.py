@@ -86,6 +86,32 @@ async def find_api_key(conn: AsyncConnection[Any], key_id: uuid.UUID) -> Row | N
     return await _one(conn, "find_api_key", {"id": key_id})
 
 
+async def create_stream_token(
+    conn: AsyncConnection[Any],
+    *,
+    token_id: uuid.UUID,
+    key_id: uuid.UUID,
+    company_id: uuid.UUID,
+    token_hash: str,
+    lifetime_seconds: int,
+) -> Row:
+    params = {
+        "id": token_id,
+        "api_key_id": key_id,
+        "company_id": company_id,
+        "token_hash": token_hash,
+        "lifetime_seconds": lifetime_seconds,
+    }
+    row = await _one(conn, "create_stream_token", params)
+    if row is None:
+        raise RuntimeError("create_stream_token returned no row")
+    return row
+
+
+async def find_stream_token(conn: AsyncConnection[Any], token_id: uuid.UUID) -> Row | None:
+    return await _one(conn, "find_stream_token", {"id": token_id})
+
+
 # ------------------------------------------------------------------------------------------
 # The event log
 # ------------------------------------------------------------------------------------------
@@ -172,3 +198,65 @@ async def renew_leases(
 async def rescue_expired_leases(conn: AsyncConnection[Any], *, limit: int = 1000) -> list[Row]:
     """Requeue (or fail, when out of attempts) up to `limit` jobs whose lease has passed."""
     return await _all(conn, query("rescue_expired_leases"), {"limit": limit})
+
+
+# ------------------------------------------------------------------------------------------
+# The HTTP API's job and asset queries
+# ------------------------------------------------------------------------------------------
+
+
+async def insert_job(conn: AsyncConnection[Any], params: dict[str, Any]) -> Row | None:
+    """None when the idempotency key is already taken (see find_job_by_idempotency_key)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query("insert_job"), params, prepare=True)
+        return await cur.fetchone()
+
+
+async def find_job_by_idempotency_key(
+    conn: AsyncConnection[Any], company_id: uuid.UUID, key: str
+) -> Row | None:
+    return await _one(
+        conn, "find_job_by_idempotency_key", {"company_id": company_id, "idempotency_key": key}
+    )
+
+
+async def find_job(
+    conn: AsyncConnection[Any], company_id: uuid.UUID, job_id: uuid.UUID
+) -> Row | None:
+    return await _one(conn, "find_job", {"company_id": company_id, "job_id": job_id})
+
+
+async def list_jobs(conn: AsyncConnection[Any], params: dict[str, Any]) -> list[Row]:
+    return await _all(conn, query("list_jobs"), params)
+
+
+async def cancel_job(
+    conn: AsyncConnection[Any], company_id: uuid.UUID, job_id: uuid.UUID
+) -> Row | None:
+    return await _one(conn, "cancel_job", {"company_id": company_id, "job_id": job_id})
+
+
+async def retry_job(
+    conn: AsyncConnection[Any], company_id: uuid.UUID, job_id: uuid.UUID
+) -> Row | None:
+    return await _one(conn, "retry_job", {"company_id": company_id, "job_id": job_id})
+
+
+async def company_stats(conn: AsyncConnection[Any], company_id: uuid.UUID) -> list[Row]:
+    return await _all(conn, query("company_stats"), {"company_id": company_id})
+
+
+async def find_asset(
+    conn: AsyncConnection[Any], company_id: uuid.UUID, asset_id: uuid.UUID
+) -> Row | None:
+    return await _one(conn, "find_asset", {"company_id": company_id, "asset_id": asset_id})
+
+
+async def event_log_tip(conn: AsyncConnection[Any]) -> Row | None:
+    return await _one(conn, "event_log_tip", {})
+
+
+async def find_job_with_tip(
+    conn: AsyncConnection[Any], company_id: uuid.UUID, job_id: uuid.UUID
+) -> Row | None:
+    return await _one(conn, "find_job_with_tip", {"company_id": company_id, "job_id": job_id})

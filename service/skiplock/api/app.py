@@ -1,46 +1,120 @@
-"""The Starlette application: routes, the pool's lifetime, and health.
+"""The Starlette application: routes, shared state, error handling, health.
 
-For now it serves /healthz; the job, event and asset routes come with the API issue.
+State on `app.state`: `pool` (the API's connection pool), `auth` (key and token
+resolution), `notifier` (the one LISTEN connection fanning events out to SSE streams),
+`registry` (job types, to validate submissions), `storage` (assets), `closing` (set on
+shutdown so open streams end at once instead of holding the server up).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from skiplock import db, store
+from skiplock.api import assets, jobs, metrics, openapi, streams
+from skiplock.api.auth import Authenticator
+from skiplock.api.errors import exception_handlers
+from skiplock.api.notifier import Notifier
+from skiplock.handlers import Registry, registry
 from skiplock.settings import Settings
+from skiplock.storage import LocalDiskStorage, Storage
+
+COMPANY = "/companies/{companyId}"
 
 
-def create_app(settings: Settings) -> Starlette:
+def routes() -> list[Route]:
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+        Route(f"{COMPANY}/content-jobs", jobs.submit_job, methods=["POST"]),
+        Route(f"{COMPANY}/content-jobs", jobs.list_jobs, methods=["GET"]),
+        Route(f"{COMPANY}/content-jobs/{{jobId}}", jobs.get_job, methods=["GET"]),
+        Route(f"{COMPANY}/content-jobs/{{jobId}}/cancel", jobs.cancel_job, methods=["POST"]),
+        Route(f"{COMPANY}/content-jobs/{{jobId}}/retry", jobs.retry_job, methods=["POST"]),
+        Route(f"{COMPANY}/content-jobs/{{jobId}}/events", streams.job_events, methods=["GET"]),
+        Route(f"{COMPANY}/events", streams.company_events, methods=["GET"]),
+        Route(f"{COMPANY}/stats", jobs.company_stats, methods=["GET"]),
+        Route(f"{COMPANY}/stream-tokens", jobs.create_stream_token, methods=["POST"]),
+        Route(f"{COMPANY}/assets/{{assetId}}", assets.get_asset, methods=["GET"]),
+        Route(
+            f"{COMPANY}/assets/{{assetId}}/content",
+            assets.get_asset_content,
+            methods=["GET", "HEAD"],
+        ),
+    ]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    handlers: Registry = registry,
+    storage: Storage | None = None,
+    closing: asyncio.Event | None = None,
+) -> Starlette:
     database_url = settings.require_database_url()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.pool = await db.open_pool(database_url, min_size=1, max_size=10, name="api")
+        pool = await db.open_pool(database_url, min_size=2, max_size=10, name="api")
+        app.state.pool = pool
+        app.state.auth = Authenticator(pool)
+        app.state.notifier = Notifier(database_url, pool)
+        notifying = asyncio.create_task(app.state.notifier.run())
         try:
             yield
         finally:
-            await app.state.pool.close()
+            app.state.closing.set()
+            notifying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await notifying
+            await pool.close()
 
-    async def healthz(request: Request) -> JSONResponse:
-        try:
-            async with request.app.state.pool.connection(timeout=2) as conn:
-                await conn.execute(store.query("ping"))
-        except (psycopg.Error, OSError, TimeoutError) as exc:
-            return JSONResponse(
-                {
-                    "status": "unavailable",
-                    "error": {"code": "database_unavailable", "message": type(exc).__name__},
-                },
-                status_code=503,
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "HEAD"],
+                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+                expose_headers=["Location", "ETag", "Content-Disposition"],
             )
-        return JSONResponse({"status": "ok"})
+        )
+    app = Starlette(
+        routes=routes(),
+        middleware=middleware,
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    app.state.registry = handlers
+    app.state.storage = storage or LocalDiskStorage(settings.storage_dir)
+    app.state.settings = settings
+    app.state.closing = closing or asyncio.Event()
+    return app
 
-    return Starlette(routes=[Route("/healthz", healthz)], lifespan=lifespan)
+
+async def healthz(request: Request) -> JSONResponse:
+    try:
+        async with request.app.state.pool.connection(timeout=2) as conn:
+            await conn.execute(store.query("ping"))
+    except (psycopg.Error, OSError, TimeoutError) as exc:
+        return JSONResponse(
+            {
+                "status": "unavailable",
+                "error": {"code": "database_unavailable", "message": type(exc).__name__},
+            },
+            status_code=503,
+        )
+    return JSONResponse({"status": "ok"})

@@ -1,0 +1,135 @@
+"""Who is calling: `Authorization: Bearer <apiKey>`, or `?token=` on the routes browsers
+open without headers (SSE and asset content).
+
+Keys and tokens are resolved against their stored hashes and cached for a few seconds, in
+a bounded cache, so the hot path costs no query and a revoked key stops working within
+CACHE_SECONDS. Failures are cached too (a revoked or unknown key never becomes valid), so
+a client hammering with a bad key costs one query per CACHE_SECONDS, not one per request.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
+
+from skiplock import keys
+from skiplock.api.errors import ApiError
+
+CACHE_SECONDS = 5.0
+CACHE_MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True)
+class Caller:
+    company_id: uuid.UUID
+    key_id: uuid.UUID
+    read_only: bool  # a stream token: may read streams and asset content only
+
+
+class _TtlCache:
+    def __init__(self, seconds: float, max_entries: int) -> None:
+        self._seconds = seconds
+        self._max = max_entries
+        self._entries: OrderedDict[str, tuple[float, Caller | None]] = OrderedDict()
+
+    def get(self, key: str) -> tuple[bool, Caller | None]:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return False, None
+        return True, entry[1]
+
+    def put(self, key: str, caller: Caller | None, seconds: float | None = None) -> None:
+        self._entries[key] = (time.monotonic() + (seconds or self._seconds), caller)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+
+class Authenticator:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+        self._cache = _TtlCache(CACHE_SECONDS, CACHE_MAX_ENTRIES)
+
+    async def caller(self, request: Request, *, token_allowed: bool = False) -> Caller:
+        """The caller, or ApiError 401."""
+        header = request.headers.get("authorization", "")
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() == "bearer" and credential.strip():
+            return await self._resolve(credential.strip(), is_token=False)
+        token = request.query_params.get("token")
+        if token_allowed and token:
+            return await self._resolve(token, is_token=True)
+        if header:
+            raise ApiError(401, "the Authorization header must be `Bearer <apiKey>`")
+        hint = " or ?token=" if token_allowed else ""
+        raise ApiError(401, f"an API key is required (Authorization: Bearer <apiKey>{hint})")
+
+    async def _resolve(self, credential: str, *, is_token: bool) -> Caller:
+        cache_key = ("t:" if is_token else "k:") + credential
+        hit, caller = self._cache.get(cache_key)
+        if not hit:
+            caller, seconds = await self._lookup(credential, is_token=is_token)
+            self._cache.put(cache_key, caller, seconds)
+        if caller is None:
+            what = (
+                "stream token is invalid or expired"
+                if is_token
+                else "API key is invalid or revoked"
+            )
+            raise ApiError(401, f"this {what}")
+        return caller
+
+    async def _lookup(
+        self, credential: str, *, is_token: bool
+    ) -> tuple[Caller | None, float | None]:
+        async with self._pool.connection() as conn:
+            if is_token:
+                token = await keys.resolve_stream_token(conn, credential)
+                if token is None:
+                    return None, None
+                # Never cache a token past its expiry.
+                left = token.expires_at.timestamp() - time.time()
+                return Caller(token.company_id, token.key_id, read_only=True), min(
+                    CACHE_SECONDS, max(left, 0.01)
+                )
+            key = await keys.resolve_key(conn, credential)
+            if key is None:
+                return None, None
+            return Caller(key.company_id, key.key_id, read_only=False), None
+
+
+def path_uuid(request: Request, name: str) -> uuid.UUID:
+    """A path id as a UUID; 404 when it is not one (SPEC §4)."""
+    raw = request.path_params.get(name, "")
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise ApiError(404, f"no such {name.removesuffix('Id')}: {raw!r} is not a UUID") from None
+
+
+@dataclass(frozen=True)
+class Authorized:
+    caller: Caller
+    company_id: uuid.UUID
+    ids: dict[str, uuid.UUID]  # the other path ids (jobId, assetId), parsed
+
+
+async def authorize(
+    request: Request, *id_names: str, token_allowed: bool = False, write: bool = False
+) -> Authorized:
+    """The caller, the path's companyId and other ids, checked in SPEC §4's order: 401 (no or
+    bad key), 404 (a path id that is not a UUID), 403 (another company's key or token)."""
+    authenticator: Authenticator = request.app.state.auth
+    caller = await authenticator.caller(request, token_allowed=token_allowed)
+    company_id = path_uuid(request, "companyId")
+    ids = {name: path_uuid(request, name) for name in id_names}
+    if caller.company_id != company_id:
+        raise ApiError(403, "this key belongs to another company")
+    if write and caller.read_only:
+        raise ApiError(403, "a stream token is read-only")
+    return Authorized(caller, company_id, ids)

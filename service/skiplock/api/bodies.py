@@ -1,0 +1,81 @@
+"""Reading a JSON request body safely: media type, size while reading, syntax, and what
+Postgres's jsonb cannot store, each with its SPEC §4 status (415, 413, 400, 422)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from skiplock.api.errors import ApiError
+
+MAX_BODY_BYTES = 1 << 20  # 1 MiB
+MAX_DEPTH = 64
+
+
+def _is_json_media_type(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def read_json(request: Request) -> Any:
+    if not _is_json_media_type(request.headers.get("content-type", "")):
+        raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes (1 MiB)")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:  # refused while reading, never buffered whole
+            raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes (1 MiB)")
+    try:
+        text = bytes(body).decode("utf-8")
+        value = json.loads(text, parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ApiError(400, f"the body is not valid JSON ({_reason(exc)})") from None
+    check_storable(value)
+    return value
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return f"nested deeper than {MAX_DEPTH}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8"
+    return str(exc).split(":")[0]
+
+
+def check_storable(value: Any) -> None:
+    """422 for JSON that Postgres's jsonb cannot store, or nested deeper than MAX_DEPTH."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise ApiError(422, f"JSON nested deeper than {MAX_DEPTH} arrays and objects")
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in children:
+                if isinstance(key, str):
+                    _check_text(key)
+                stack.append((child, depth + 1))
+        elif isinstance(item, str):
+            _check_text(item)
+
+
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise ApiError(422, "JSON strings cannot contain \\u0000 (Postgres cannot store it)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(
+            422, "JSON strings cannot contain lone surrogates (\\ud800-\\udfff)"
+        ) from None

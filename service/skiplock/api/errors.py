@@ -1,0 +1,103 @@
+"""The API's one error shape, `{"error": {"code", "message"}}`, and what maps onto it.
+
+Routes raise ApiError; Starlette's own 404/405, a database that is down (503) and anything
+unexpected are turned into the same shape by the handlers registered in create_app, so no
+response ever leaves without a JSON body a client can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    416: "range_not_satisfiable",
+    422: "invalid",
+    503: "database_unavailable",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or HTTP_CODES.get(status, "error")
+        self.message = message
+        self.headers = headers
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def not_found(what: str = "not found") -> ApiError:
+    return ApiError(404, what)
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, ApiError):  # registered for ApiError only
+        return await on_unexpected(request, exc)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, HTTPException):  # registered for HTTPException only
+        return await on_unexpected(request, exc)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    code = HTTP_CODES.get(exc.status_code, "error")
+    message = "no such route" if exc.status_code == 404 else str(exc.detail)
+    return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+
+
+async def on_database_error(request: Request, exc: Exception) -> Response:
+    log.warning(
+        "database unavailable for %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return error_response(
+        503,
+        "database_unavailable",
+        "the database is unavailable; retry shortly",
+        {"Retry-After": "1"},
+    )
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error in %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "unexpected error; see the server log")
+
+
+def exception_handlers() -> dict[Any, Any]:
+    return {
+        ApiError: on_api_error,
+        HTTPException: on_http_exception,
+        psycopg.OperationalError: on_database_error,
+        PoolTimeout: on_database_error,
+        Exception: on_unexpected,
+    }

@@ -1,0 +1,330 @@
+"""Job routes: submit, read, list, cancel, retry, stats, stream tokens (SPEC §4).
+
+Every route checks in SPEC §4's order: 401, 404 (a path id that is not a UUID), 403, then
+the body (415, 413, 400, 422), then 404 for a job that is not this company's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from skiplock import keys, store
+from skiplock.api.auth import authorize
+from skiplock.api.bodies import read_json
+from skiplock.api.errors import ApiError
+from skiplock.events import utc_text
+from skiplock.handlers import InvalidInput, Registry
+
+STATUSES = ("queued", "running", "done", "failed", "canceled")
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+MAX_IDEMPOTENCY_KEY = 255
+MAX_SOURCE_TASK_ID = 1000
+SUBMIT_FIELDS = {
+    "jobType",
+    "input",
+    "sourceTaskId",
+    "priority",
+    "runAt",
+    "maxAttempts",
+    "timeoutSeconds",
+}
+RANGES = {
+    "priority": (-1000, 1000, 0),
+    "maxAttempts": (1, 100, 3),
+    "timeoutSeconds": (1, 604_800, None),
+}
+
+
+def job_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A job as the API shows it (SPEC §4), camelCase, timestamps RFC 3339 UTC."""
+
+    def when(value: datetime | None) -> str | None:
+        return utc_text(value) if value is not None else None
+
+    def text(value: Any) -> str | None:
+        return str(value) if value is not None else None
+
+    return {
+        "id": str(row["id"]),
+        "companyId": str(row["company_id"]),
+        "jobType": row["job_type"],
+        "status": row["status"],
+        "input": row["input"],
+        "resultAssetId": text(row["result_asset_id"]),
+        "errorMessage": row["error_message"],
+        "sourceTaskId": row["source_task_id"],
+        "priority": row["priority"],
+        "runAt": when(row["run_at"]),
+        "attempts": row["attempts"],
+        "maxAttempts": row["max_attempts"],
+        "progress": row["progress"],
+        "startedAt": when(row["started_at"]),
+        "finishedAt": when(row["finished_at"]),
+        "createdAt": when(row["created_at"]),
+        "updatedAt": when(row["updated_at"]),
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# Submit
+# ------------------------------------------------------------------------------------------
+
+
+async def submit_job(request: Request) -> JSONResponse:
+    auth = await authorize(request, write=True)
+    body = await read_json(request)
+    fields = _submit_fields(body, request.app.state.registry)
+    idempotency_key = _idempotency_key(request)
+    request_sha256 = _canonical_sha256(fields) if idempotency_key else None
+    params = {
+        "company_id": auth.company_id,
+        "job_type": fields["jobType"],
+        "input": Jsonb(fields["input"]),
+        "source_task_id": fields["sourceTaskId"],
+        "priority": fields["priority"],
+        "run_at": fields.get("runAt"),
+        "max_attempts": fields["maxAttempts"],
+        "timeout_seconds": fields["timeoutSeconds"],
+        "idempotency_key": idempotency_key,
+        "request_sha256": request_sha256,
+    }
+    async with request.app.state.pool.connection() as conn:
+        row = await store.insert_job(conn, params)
+        if row is None and idempotency_key is not None:  # the key is taken: replay or conflict
+            row = await store.find_job_by_idempotency_key(conn, auth.company_id, idempotency_key)
+            if row is not None and row["idempotency_request_sha256"] != request_sha256:
+                raise ApiError(
+                    409,
+                    "this Idempotency-Key was already used with a different request body",
+                )
+    if row is None:  # keys are never deleted, so only a vanished row could lead here
+        raise ApiError(409, "this Idempotency-Key is held by a job that no longer exists")
+    location = f"/companies/{auth.company_id}/content-jobs/{row['id']}"
+    return JSONResponse(
+        {
+            "jobId": str(row["id"]),
+            "status": row["status"],
+            "createdAt": utc_text(row["created_at"]),
+        },
+        status_code=202,
+        headers={"Location": location},
+    )
+
+
+def _submit_fields(body: Any, registry: Registry) -> dict[str, Any]:
+    """The submit body checked and with defaults filled in; ApiError 422 naming the field."""
+    if not isinstance(body, dict):
+        raise ApiError(422, "the body must be a JSON object")
+    unknown = sorted(set(body) - SUBMIT_FIELDS)
+    if unknown:
+        raise ApiError(422, f"unknown field(s): {', '.join(unknown)}")
+    fields = _job_type_and_input(body, registry)
+    source_task_id = body.get("sourceTaskId")
+    if source_task_id is not None and (
+        not isinstance(source_task_id, str) or len(source_task_id) > MAX_SOURCE_TASK_ID
+    ):
+        raise ApiError(
+            422, f"sourceTaskId must be a string of at most {MAX_SOURCE_TASK_ID} characters"
+        )
+    fields["sourceTaskId"] = source_task_id
+    for name, (low, high, default) in RANGES.items():
+        fields[name] = _whole_number(body.get(name), name, low, high, default)
+    if body.get("runAt") is not None:
+        fields["runAt"] = _run_at(body["runAt"])
+    return fields
+
+
+def _whole_number(value: Any, name: str, low: int, high: int, default: int | None) -> int | None:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ApiError(422, f"{name} must be a whole number from {low} to {high}")
+    return value
+
+
+def _job_type_and_input(body: dict[str, Any], registry: Registry) -> dict[str, Any]:
+    job_type = body.get("jobType")
+    if not isinstance(job_type, str) or not job_type:
+        raise ApiError(422, "jobType is required (a registered job type)")
+    if job_type not in registry:
+        known = ", ".join(registry.names()) or "none"
+        raise ApiError(422, f"unknown jobType {job_type!r} (registered: {known})")
+    params = body.get("input")
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise ApiError(422, "input must be a JSON object")
+    try:
+        registry.get(job_type).check_input(params)
+    except InvalidInput as exc:
+        raise ApiError(422, str(exc)) from None
+    return {"jobType": job_type, "input": params}
+
+
+def _run_at(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None and 1 <= parsed.year <= 9999:
+            return parsed
+    raise ApiError(
+        422, "runAt must be an RFC 3339 timestamp with a time zone, e.g. 2026-01-31T12:00:00Z"
+    )
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError(422, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    return key
+
+
+def _canonical_sha256(fields: dict[str, Any]) -> str:
+    """The request, parsed, defaults filled in, canonicalised (SPEC §4): runAt only if given."""
+    canonical = dict(fields)
+    if "runAt" in canonical:
+        canonical["runAt"] = utc_text(canonical["runAt"])
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------
+# Read, list, cancel, retry, stats
+# ------------------------------------------------------------------------------------------
+
+
+async def get_job(request: Request) -> JSONResponse:
+    auth = await authorize(request, "jobId")
+    async with request.app.state.pool.connection() as conn:
+        row = await store.find_job(conn, auth.company_id, auth.ids["jobId"])
+    if row is None:
+        raise ApiError(404, "no such job")
+    return JSONResponse(job_json(row))
+
+
+async def list_jobs(request: Request) -> JSONResponse:
+    auth = await authorize(request)
+    query = request.query_params
+    status = query.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise ApiError(422, f"status must be one of {', '.join(STATUSES)}")
+    limit = _limit(query.get("limit"))
+    before = _decode_cursor(query["cursor"]) if query.get("cursor") else None
+    job_type = query.get("jobType") or None
+    source_task_id = query.get("sourceTaskId") or None
+    if "\x00" in (job_type or "") + (source_task_id or ""):
+        raise ApiError(422, "query values cannot contain NUL characters")
+    params = {
+        "company_id": auth.company_id,
+        "status": status,
+        "job_type": job_type,
+        "source_task_id": source_task_id,
+        "before_created_at": before[0] if before else None,
+        "before_id": before[1] if before else None,
+        "limit": limit + 1,
+    }
+    async with request.app.state.pool.connection() as conn:
+        rows = await store.list_jobs(conn, params)
+    page = rows[:limit]
+    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    return JSONResponse({"items": [job_json(r) for r in page], "nextCursor": next_cursor})
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ApiError(422, f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def _encode_cursor(row: dict[str, Any]) -> str:
+    raw = f"{row['created_at'].isoformat()}|{row['id']}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, job_id = raw.split("|")
+        parsed = datetime.fromisoformat(created_at)
+        if parsed.tzinfo is None:
+            raise ValueError
+        return parsed, uuid.UUID(job_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(422, "cursor is not one this API gave out") from None
+
+
+async def cancel_job(request: Request) -> JSONResponse:
+    auth = await authorize(request, "jobId", write=True)
+    job_id = auth.ids["jobId"]
+    async with request.app.state.pool.connection() as conn:
+        row = await store.cancel_job(conn, auth.company_id, job_id)
+        if row is None:
+            row = await store.find_job(conn, auth.company_id, job_id)
+            if row is None:
+                raise ApiError(404, "no such job")
+            if row["status"] != "canceled":
+                raise ApiError(
+                    409,
+                    f"the job is already {row['status']}; "
+                    "only queued or running jobs can be canceled",
+                )
+    return JSONResponse(job_json(row))
+
+
+async def retry_job(request: Request) -> JSONResponse:
+    auth = await authorize(request, "jobId", write=True)
+    job_id = auth.ids["jobId"]
+    async with request.app.state.pool.connection() as conn:
+        row = await store.retry_job(conn, auth.company_id, job_id)
+        if row is None:
+            row = await store.find_job(conn, auth.company_id, job_id)
+            if row is None:
+                raise ApiError(404, "no such job")
+            raise ApiError(
+                409, f"the job is {row['status']}; only failed or canceled jobs can be retried"
+            )
+    return JSONResponse(job_json(row))
+
+
+async def company_stats(request: Request) -> JSONResponse:
+    auth = await authorize(request)
+    async with request.app.state.pool.connection() as conn:
+        rows = await store.company_stats(conn, auth.company_id)
+    items = [
+        {
+            "jobType": r["job_type"],
+            "status": r["status"],
+            "count": r["count"],
+            "oldestCreatedAt": utc_text(r["oldest_created_at"]),
+        }
+        for r in rows
+    ]
+    return JSONResponse({"items": items})
+
+
+async def create_stream_token(request: Request) -> JSONResponse:
+    auth = await authorize(request, write=True)  # an API key only, never a token
+    async with request.app.state.pool.connection() as conn:
+        token = await keys.create_stream_token(
+            conn, keys.ResolvedKey(key_id=auth.caller.key_id, company_id=auth.company_id)
+        )
+    return JSONResponse(
+        {"token": token.token, "expiresAt": utc_text(token.expires_at)}, status_code=201
+    )

@@ -1,0 +1,199 @@
+"""The SSE routes: a company's events, and one job's (SPEC §4).
+
+A stream subscribes to the process's notifier *before* it reads anything from the table,
+then replays (after a Last-Event-ID) and goes live, dropping any live event at or before
+the last position it sent: no gap, no duplicate across the hand-over. Written by hand on
+Starlette's StreamingResponse (about 100 lines) rather than with sse-starlette: the
+stream needs its own shutdown signal, overflow handling and de-duplication anyway, and
+what is left is formatting four kinds of frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from skiplock import events, store
+from skiplock.api.auth import authorize
+from skiplock.api.errors import ApiError
+from skiplock.api.jobs import job_json
+from skiplock.api.notifier import Notifier, Subscription
+from skiplock.events import Event, Position
+
+HEARTBEAT_SECONDS = 15.0
+TERMINAL_STATUSES = ("done", "failed", "canceled")
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def frame(data: dict[str, Any], event: str, event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def event_frame(event: Event) -> bytes:
+    return frame(event.data(), event.type, event.id)
+
+
+def _last_event_id(request: Request) -> str | None:
+    return request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+
+
+async def company_events(request: Request) -> StreamingResponse:
+    auth = await authorize(request, token_allowed=True)
+    stream = _Stream(request, auth.company_id, None)
+    return StreamingResponse(
+        stream.company(_last_event_id(request)), media_type="text/event-stream", headers=HEADERS
+    )
+
+
+async def job_events(request: Request) -> StreamingResponse:
+    auth = await authorize(request, "jobId", token_allowed=True)
+    job_id = auth.ids["jobId"]
+    stream = _Stream(request, auth.company_id, job_id)
+    row = await stream.snapshot()  # 404 before the stream starts
+    return StreamingResponse(
+        stream.job(row, _last_event_id(request)), media_type="text/event-stream", headers=HEADERS
+    )
+
+
+class _Stream:
+    def __init__(self, request: Request, company_id: uuid.UUID, job_id: uuid.UUID | None) -> None:
+        self.request = request
+        self.company_id = company_id
+        self.job_id = job_id
+        self.notifier: Notifier = request.app.state.notifier
+        self.closing: asyncio.Event = request.app.state.closing
+        self.pool = request.app.state.pool
+        # Subscribed first, so nothing committed from here on can be missed.
+        self.subscription: Subscription | None = self.notifier.subscribe(company_id, job_id)
+        self.sent = events.START
+
+    def close(self) -> None:
+        if self.subscription is not None:
+            self.notifier.unsubscribe(self.subscription)
+            self.subscription = None
+
+    async def snapshot(self) -> dict[str, Any]:
+        if self.job_id is None:
+            raise RuntimeError("snapshot() is for job streams")
+        try:
+            async with self.pool.connection() as conn:
+                row = await store.find_job_with_tip(conn, self.company_id, self.job_id)
+        except BaseException:
+            self.close()
+            raise
+        if row is None:
+            self.close()
+            raise ApiError(404, "no such job")
+        return row
+
+    async def company(self, last_event_id: str | None) -> AsyncIterator[bytes]:
+        try:
+            if last_event_id is not None:
+                async for chunk in self._resume(last_event_id):
+                    yield chunk
+            async for chunk in self._live():
+                yield chunk
+        finally:
+            self.close()
+
+    async def job(self, row: dict[str, Any], last_event_id: str | None) -> AsyncIterator[bytes]:
+        try:
+            yield frame(job_json(row), "status")
+            if row["tip_id"] is not None:
+                self.sent = Position(int(row["tip_xid"]), row["tip_id"])
+            finished = row["status"] in TERMINAL_STATUSES
+            if last_event_id is not None:
+                self.sent = events.START
+                async for chunk in self._resume(last_event_id):
+                    yield chunk
+                    if chunk is _TERMINAL:
+                        return
+            if finished:
+                return
+            async for chunk in self._live():
+                yield chunk
+                if chunk is _TERMINAL:
+                    return
+        finally:
+            self.close()
+
+    async def _resume(self, last_event_id: str) -> AsyncIterator[bytes]:
+        """Replay the stream's events after last_event_id; `event: reset` if it is unknown."""
+        position = None
+        if last_event_id.isdigit() and len(last_event_id) < 19:
+            async with self.pool.connection() as conn:
+                position = await events.resolve_position(
+                    conn, int(last_event_id), self.company_id, self.job_id
+                )
+        if position is None:
+            yield frame({"lastEventId": last_event_id}, "reset")
+            return
+        after = position
+        self.sent = position
+        while True:
+            async with self.pool.connection() as conn:
+                if self.job_id is not None:
+                    batch = await events.read_job_events(conn, self.job_id, after)
+                else:
+                    batch = await events.read_company_events(conn, self.company_id, after)
+            for event in batch.events:
+                self.sent = event.position
+                yield event_frame(event)
+                if self.job_id is not None and event.is_terminal:
+                    yield _TERMINAL
+                    return
+            after = batch.position
+            if not batch.full:
+                return
+
+    async def _live(self) -> AsyncIterator[bytes]:
+        subscription = self.subscription
+        if subscription is None:
+            return
+        while not self.closing.is_set():
+            event = await self._next(subscription)
+            if event is None:
+                if subscription.overflowed.is_set() or self.closing.is_set():
+                    return  # the client resumes with Last-Event-ID
+                yield b": keep-alive\n\n"
+                continue
+            if event.position <= self.sent:
+                continue  # already sent by the replay
+            self.sent = event.position
+            yield event_frame(event)
+            if self.job_id is not None and event.is_terminal:
+                yield _TERMINAL
+                return
+
+    async def _next(self, subscription: Subscription) -> Event | None:
+        """The next event, or None after HEARTBEAT_SECONDS, on overflow or on shutdown."""
+        if not subscription.queue.empty():
+            return subscription.queue.get_nowait()
+        getting = asyncio.ensure_future(subscription.queue.get())
+        stopping = asyncio.ensure_future(self.closing.wait())
+        overflowing = asyncio.ensure_future(subscription.overflowed.wait())
+        try:
+            await asyncio.wait(
+                {getting, stopping, overflowing},
+                timeout=HEARTBEAT_SECONDS,
+                return_when="FIRST_COMPLETED",
+            )
+        finally:
+            for waiter in (stopping, overflowing):
+                waiter.cancel()
+            if not getting.done():
+                getting.cancel()
+        if getting.done() and not getting.cancelled():
+            return getting.result()
+        return None
+
+
+# A marker yielded after a job's terminal event: nothing is written for it.
+_TERMINAL = b""

@@ -1,0 +1,202 @@
+"""The job routes over real HTTP against a real Postgres (SPEC §4)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from api_harness import Api, running_api
+
+
+@pytest.fixture
+async def api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    async with running_api(database_url, tmp_path / "storage") as running:
+        yield running
+
+
+async def test_submit_answers_202_with_location_and_the_job_reads_back(api: Api) -> None:
+    response = await api.client.post(
+        f"{api.acme.prefix}/content-jobs",
+        json={"jobType": "echo", "input": {"text": "hi"}, "sourceTaskId": "t-1", "priority": 5},
+        headers=api.acme.headers,
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["status"] == "queued" and body["createdAt"].endswith("Z")
+    assert response.headers["location"] == f"{api.acme.prefix}/content-jobs/{body['jobId']}"
+    job = (await api.client.get(response.headers["location"], headers=api.acme.headers)).json()
+    assert job["id"] == body["jobId"] and job["companyId"] == str(api.acme.company_id)
+    assert (job["jobType"], job["input"], job["sourceTaskId"], job["priority"]) == (
+        "echo",
+        {"text": "hi"},
+        "t-1",
+        5,
+    )
+    assert job["attempts"] == 0 and job["maxAttempts"] == 3 and job["progress"] is None
+    assert set(job) == {
+        "id", "companyId", "jobType", "status", "input", "resultAssetId", "errorMessage",
+        "sourceTaskId", "priority", "runAt", "attempts", "maxAttempts", "progress",
+        "startedAt", "finishedAt", "createdAt", "updatedAt",
+    }  # fmt: skip
+
+
+async def test_auth_order_401_404_403(api: Api) -> None:
+    path = f"{api.acme.prefix}/content-jobs"
+    assert (await api.client.get(path)).status_code == 401
+    bad = {"Authorization": "Bearer sk_nope"}
+    assert (await api.client.get(path, headers=bad)).status_code == 401
+    assert (await api.client.get("/companies/not-a-uuid/content-jobs")).status_code == 401
+    not_uuid = await api.client.get("/companies/not-a-uuid/content-jobs", headers=api.acme.headers)
+    assert not_uuid.status_code == 404
+    other = await api.client.get(path, headers=api.other.headers)
+    assert other.status_code == 403
+    assert other.json()["error"]["code"] == "forbidden"
+    job_id = await api.submit()
+    mine = f"{api.acme.prefix}/content-jobs/{job_id}"
+    assert (await api.client.get(mine, headers=api.other.headers)).status_code == 403
+    theirs = f"{api.other.prefix}/content-jobs/{job_id}"
+    assert (await api.client.get(theirs, headers=api.other.headers)).status_code == 404
+
+
+async def test_body_errors_415_413_400_422(api: Api) -> None:
+    path = f"{api.acme.prefix}/content-jobs"
+    h = api.acme.headers
+
+    async def post(content: bytes, content_type: str = "application/json") -> tuple[int, str]:
+        r = await api.client.post(
+            path, content=content, headers={**h, "Content-Type": content_type}
+        )
+        return r.status_code, r.json()["error"]["code"] if r.status_code >= 400 else ""
+
+    assert (await post(b'{"jobType": "noop"}', "text/plain"))[0] == 415
+    assert (await post(b"{" + b" " * (1 << 20) + b"}"))[0] == 413
+    assert (await post(b'{"jobType": '))[0] == 400
+    assert (await post(b'{"jobType": "noop", "input": {"x": NaN}}'))[0] == 400
+    assert (await post(b'{"jobType": "nope"}')) == (422, "invalid")
+    assert (await post(b'{"jobType": "noop", "input": []}'))[0] == 422
+    assert (await post(b'{"jobType": "noop", "priority": 5000}'))[0] == 422
+    assert (await post(b'{"jobType": "noop", "maxAttempts": 0}'))[0] == 422
+    assert (await post(b'{"jobType": "noop", "timeoutSeconds": true}'))[0] == 422
+    assert (await post(b'{"jobType": "noop", "runAt": "tomorrow"}'))[0] == 422
+    assert (await post(b'{"jobType": "noop", "runAt": "2026-01-01T00:00:00"}'))[0] == 422
+    assert (await post(b'{"jobType": "diagram", "input": {"source": 1}}'))[0] == 422
+    assert (await post(b'{"jobType": "noop", "input": {"a": "\\u0000"}}'))[0] == 422
+    assert (await post(b'{"jobType": "noop", "input": {"a": "\\ud800"}}'))[0] == 422
+    deep = b'{"jobType": "noop", "input": {"a": ' + b"[" * 100 + b"]" * 100 + b"}}"
+    assert (await post(deep))[0] in (400, 422)
+    very_deep = b'{"jobType": "noop", "input": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+    assert (await post(very_deep))[0] in (400, 422)
+    assert api.sql("SELECT count(*) FROM skiplock.content_jobs") == [(0,)]  # nothing half-written
+
+
+async def test_idempotency_same_body_same_job_other_body_409(api: Api) -> None:
+    path = f"{api.acme.prefix}/content-jobs"
+    headers = {**api.acme.headers, "Idempotency-Key": "k-1"}
+    body = {"jobType": "echo", "input": {"text": "a"}}
+    first, second = await asyncio.gather(
+        api.client.post(path, json=body, headers=headers),
+        api.client.post(path, json=body, headers=headers),
+    )
+    assert first.status_code == second.status_code == 202
+    assert first.json()["jobId"] == second.json()["jobId"]
+    explicit_defaults = {**body, "priority": 0, "maxAttempts": 3, "sourceTaskId": None}
+    third = await api.client.post(path, json=explicit_defaults, headers=headers)
+    assert third.json()["jobId"] == first.json()["jobId"]
+    conflict = await api.client.post(path, json={**body, "priority": 1}, headers=headers)
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "conflict"
+    # Another company may use the same key.
+    theirs = await api.client.post(
+        f"{api.other.prefix}/content-jobs",
+        json=body,
+        headers={**api.other.headers, "Idempotency-Key": "k-1"},
+    )
+    assert theirs.status_code == 202 and theirs.json()["jobId"] != first.json()["jobId"]
+
+
+async def test_list_is_newest_first_with_keyset_cursor_and_filters(api: Api) -> None:
+    ids = [await api.submit("noop", sourceTaskId=f"s{i % 2}") for i in range(7)]
+    await api.submit("noop", tenant=api.other)
+    path = f"{api.acme.prefix}/content-jobs"
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": "3", **({"cursor": cursor} if cursor else {})}
+        page = (await api.client.get(path, params=params, headers=api.acme.headers)).json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    filtered = await api.client.get(path, params={"sourceTaskId": "s1"}, headers=api.acme.headers)
+    assert [i["id"] for i in filtered.json()["items"]] == [ids[5], ids[3], ids[1]]
+    for bad in ({"limit": "201"}, {"limit": "0"}, {"status": "nope"}, {"cursor": "garbage!"}):
+        assert (await api.client.get(path, params=bad, headers=api.acme.headers)).status_code == 422
+    default = (await api.client.get(path, headers=api.acme.headers)).json()
+    assert len(default["items"]) == 7 and default["nextCursor"] is None
+
+
+async def test_cancel_and_retry_rules(api: Api) -> None:
+    job_id = await api.submit("noop")
+    base = f"{api.acme.prefix}/content-jobs/{job_id}"
+    h = api.acme.headers
+    assert (await api.client.post(f"{base}/retry", headers=h)).status_code == 409
+    canceled = await api.client.post(f"{base}/cancel", headers=h)
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    again = await api.client.post(f"{base}/cancel", headers=h)
+    assert again.status_code == 200 and again.json()["updatedAt"] == canceled.json()["updatedAt"]
+    retried = await api.client.post(f"{base}/retry", headers=h)
+    assert retried.status_code == 200
+    job = retried.json()
+    assert (job["status"], job["attempts"], job["finishedAt"], job["errorMessage"]) == (
+        "queued",
+        0,
+        None,
+        None,
+    )
+    events = api.sql(
+        "SELECT payload FROM skiplock.content_job_events WHERE job_id = %s AND type = 'content_job.queued' "
+        "ORDER BY xid, id",
+        (uuid.UUID(job_id),),
+    )
+    assert events[-1][0]["reason"] == "retry" and events[-1][0]["attempt"] == 0
+    api.sql("UPDATE skiplock.content_jobs SET status = 'done' WHERE id = %s", (uuid.UUID(job_id),))
+    assert (await api.client.post(f"{base}/cancel", headers=h)).status_code == 409
+    unknown = f"{api.acme.prefix}/content-jobs/{uuid.uuid4()}"
+    assert (await api.client.post(f"{unknown}/cancel", headers=h)).status_code == 404
+    assert (await api.client.post(f"{unknown}/retry", headers=h)).status_code == 404
+
+
+async def test_stats_count_per_type_and_status(api: Api) -> None:
+    await api.submit("noop")
+    await api.submit("noop")
+    await api.submit("echo", input={"text": "x"})
+    stats = (await api.client.get(f"{api.acme.prefix}/stats", headers=api.acme.headers)).json()
+    counts = {(i["jobType"], i["status"]): i["count"] for i in stats["items"]}
+    assert counts == {("echo", "queued"): 1, ("noop", "queued"): 2}
+
+
+async def test_stream_token_is_read_only_and_only_for_streams(api: Api) -> None:
+    made = await api.client.post(f"{api.acme.prefix}/stream-tokens", headers=api.acme.headers)
+    assert made.status_code == 201
+    token = made.json()["token"]
+    assert made.json()["expiresAt"].endswith("Z")
+    path = f"{api.acme.prefix}/content-jobs"
+    assert (await api.client.get(path, params={"token": token})).status_code == 401
+    tokens = f"{api.acme.prefix}/stream-tokens"
+    assert (await api.client.post(tokens, params={"token": token})).status_code == 401
+    # A token cannot be presented as a key either.
+    as_key = {"Authorization": f"Bearer {token}"}
+    assert (await api.client.get(path, headers=as_key)).status_code == 401
+    stored = api.sql("SELECT token_hash FROM skiplock.stream_tokens")
+    assert len(stored) == 1 and token not in stored[0][0]
+
+
+async def test_unknown_route_and_method_are_json_errors(api: Api) -> None:
+    missing = await api.client.get("/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = await api.client.delete(f"{api.acme.prefix}/content-jobs", headers=api.acme.headers)
+    assert wrong.status_code == 405 and "error" in wrong.json()
