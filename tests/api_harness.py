@@ -64,6 +64,9 @@ class Api:
         job_id: str = response.json()["jobId"]
         return job_id
 
+    def app_state(self) -> Any:
+        return self.server.config.app.state  # type: ignore[attr-defined]
+
     def sql(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             cursor = conn.execute(statement, params)

@@ -120,3 +120,24 @@ def company_id(conn: psycopg.Connection[Any]) -> uuid.UUID:
     row = conn.execute("INSERT INTO companies (name) VALUES ('acme') RETURNING id").fetchone()
     assert row is not None
     return row[0]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[Any]:
+    """A cluster of the module's own, for tests that stop or restart Postgres; database
+    `outage` is migrated."""
+    from processes import free_port
+    from skiplock.embedded import EmbeddedPostgres
+
+    root = Path(tempfile.mkdtemp(prefix="skiplock-outage-"))
+    root.chmod(0o755)
+    pg = EmbeddedPostgres(root / "pgdata", port=free_port(), unsafe_fast=True)
+    pg.start()
+    try:
+        with psycopg.connect(pg.url(), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE outage")
+        db.migrate(pg.url("outage"))
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)

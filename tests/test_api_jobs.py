@@ -158,8 +158,8 @@ async def test_cancel_and_retry_rules(api: Api) -> None:
         None,
     )
     events = api.sql(
-        "SELECT payload FROM skiplock.content_job_events WHERE job_id = %s AND type = 'content_job.queued' "
-        "ORDER BY xid, id",
+        "SELECT payload FROM skiplock.content_job_events "
+        "WHERE job_id = %s AND type = 'content_job.queued' ORDER BY xid, id",
         (uuid.UUID(job_id),),
     )
     assert events[-1][0]["reason"] == "retry" and events[-1][0]["attempt"] == 0

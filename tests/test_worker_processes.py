@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -17,7 +16,6 @@ import psycopg
 import pytest
 
 from job_handlers import read_runs
-from skiplock import db
 from skiplock.embedded import EmbeddedPostgres
 from worker_harness import (
     enqueue,
@@ -229,24 +227,6 @@ def test_200_mib_output_by_path_is_stored_with_peak_rss_under_100_mib(
 # ------------------------------------------------------------------------------------------
 # Postgres going away: a cluster of these tests' own, since they stop it.
 # ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def own_cluster() -> Iterator[EmbeddedPostgres]:
-    root = Path(tempfile.mkdtemp(prefix="skiplock-outage-"))
-    root.chmod(0o755)
-    from processes import free_port
-
-    pg = EmbeddedPostgres(root / "pgdata", port=free_port(), unsafe_fast=True)
-    pg.start()
-    try:
-        with psycopg.connect(pg.url(), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE outage")
-        db.migrate(pg.url("outage"))
-        yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

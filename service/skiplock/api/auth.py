@@ -9,6 +9,7 @@ a client hammering with a bad key costs one query per CACHE_SECONDS, not one per
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import OrderedDict
@@ -54,6 +55,9 @@ class Authenticator:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
         self._cache = _TtlCache(CACHE_SECONDS, CACHE_MAX_ENTRIES)
+        # Concurrent requests with the same uncached credential share one lookup (500
+        # browsers reconnecting at once cost one query, not 500).
+        self._lookups: dict[str, asyncio.Future[tuple[Caller | None, float | None]]] = {}
 
     async def caller(self, request: Request, *, token_allowed: bool = False) -> Caller:
         """The caller, or ApiError 401."""
@@ -73,7 +77,7 @@ class Authenticator:
         cache_key = ("t:" if is_token else "k:") + credential
         hit, caller = self._cache.get(cache_key)
         if not hit:
-            caller, seconds = await self._lookup(credential, is_token=is_token)
+            caller, seconds = await self._shared_lookup(cache_key, credential, is_token)
             self._cache.put(cache_key, caller, seconds)
         if caller is None:
             what = (
@@ -83,6 +87,27 @@ class Authenticator:
             )
             raise ApiError(401, f"this {what}")
         return caller
+
+    async def _shared_lookup(
+        self, cache_key: str, credential: str, is_token: bool
+    ) -> tuple[Caller | None, float | None]:
+        pending = self._lookups.get(cache_key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[tuple[Caller | None, float | None]]
+        future = asyncio.get_running_loop().create_future()
+        self._lookups[cache_key] = future
+        try:
+            result = await self._lookup(credential, is_token=is_token)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._lookups[cache_key]
 
     async def _lookup(
         self, credential: str, *, is_token: bool

@@ -29,7 +29,9 @@ from skiplock import events, store
 from skiplock.events import Event, Position
 from skiplock.listener import Listener
 
-QUEUE_SIZE = 1000
+# Room for two full reads: a client that keeps up never sees its queue fill, even when
+# the notifier reads full batches back to back.
+QUEUE_SIZE = 2 * events.READ_BATCH
 RETRY_SECONDS = 0.5
 
 log = logging.getLogger(__name__)
