@@ -200,3 +200,50 @@ async def test_unknown_route_and_method_are_json_errors(api: Api) -> None:
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     wrong = await api.client.delete(f"{api.acme.prefix}/content-jobs", headers=api.acme.headers)
     assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+async def test_cors_only_for_configured_origins(database_url: str, tmp_path: Path) -> None:
+    origins = ("https://app.example",)
+    async with running_api(database_url, tmp_path / "s", cors_origins=origins) as api:
+        path = f"{api.acme.prefix}/content-jobs"
+        allowed = await api.client.get(
+            path, headers={**api.acme.headers, "Origin": "https://app.example"}
+        )
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        other = await api.client.get(
+            path, headers={**api.acme.headers, "Origin": "https://evil.example"}
+        )
+        assert "access-control-allow-origin" not in other.headers
+        preflight = await api.client.options(
+            path,
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+            },
+        )
+        assert preflight.status_code == 200
+    async with running_api(database_url, tmp_path / "s") as plain:
+        response = await plain.client.get("/healthz", headers={"Origin": "https://app.example"})
+        assert "access-control-allow-origin" not in response.headers
+
+
+@pytest.mark.slow
+async def test_a_revoked_key_and_its_tokens_stop_working_within_seconds(api: Api) -> None:
+    from skiplock import db, keys
+
+    path = f"{api.acme.prefix}/content-jobs"
+    token = (
+        await api.client.post(f"{api.acme.prefix}/stream-tokens", headers=api.acme.headers)
+    ).json()["token"]
+    events = f"{api.acme.prefix}/events"
+    assert (await api.client.get(path, headers=api.acme.headers)).status_code == 200
+    conn = await db.connect_async(api.database_url)
+    async with conn:
+        await keys.revoke_key(conn, api.acme.key_id)
+    revoked = asyncio.get_running_loop().time()
+    while (await api.client.get(path, headers=api.acme.headers)).status_code == 200:
+        assert asyncio.get_running_loop().time() - revoked < 10  # cached 5 s (2x slack)
+        await asyncio.sleep(0.2)
+    async with api.client.stream("GET", events, params={"token": token}) as stream:
+        assert stream.status_code == 401

@@ -137,3 +137,39 @@ async def test_postgres_restart_mid_stream_loses_no_event(
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(10)
+
+
+@pytest.mark.slow
+async def test_database_down_is_503_and_the_api_recovers(
+    outage: tuple[Any, str], tmp_path: Path
+) -> None:
+    pg, url = outage
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    async with conn:
+        new = await keys.create_company(conn, "acme")
+    process, base = start_serve(url, tmp_path)
+    headers = {"Authorization": f"Bearer {new.api_key}"}
+    jobs = f"/companies/{new.company_id}/content-jobs"
+    body = {"jobType": "noop"}
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            assert (await client.post(jobs, json=body, headers=headers)).status_code == 202
+            await asyncio.to_thread(pg.stop)
+            started = time.monotonic()
+            down = await client.post(jobs, json=body, headers=headers)
+            assert down.status_code == 503, down.text
+            assert down.json()["error"]["code"] == "database_unavailable"
+            assert time.monotonic() - started < 10
+            assert (await client.get("/healthz")).status_code == 503
+            listed = await client.get(jobs, headers=headers)
+            assert listed.status_code == 503
+            await asyncio.to_thread(pg.start)
+            deadline = time.monotonic() + 20
+            while (await client.get(jobs, headers=headers)).status_code != 200:
+                assert time.monotonic() < deadline, "the API did not recover"
+                await asyncio.sleep(0.2)
+            assert (await client.post(jobs, json=body, headers=headers)).status_code == 202
+        assert "Traceback" not in (tmp_path / "serve.log").read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)

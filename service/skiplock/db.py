@@ -85,10 +85,12 @@ async def open_pool(
     max_size: int = 10,
     name: str = "skiplock",
     session_settings: str | None = None,
+    timeout: float = 30.0,
 ) -> AsyncConnectionPool:
     """An open pool of autocommit connections; fails with one line if Postgres is down.
 
     session_settings: SET statements run once on every new connection of the pool.
+    timeout: how long a caller waits for a connection before PoolTimeout.
     """
 
     async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -103,6 +105,7 @@ async def open_pool(
         name=name,
         open=False,
         configure=configure,
+        timeout=timeout,
     )
     try:
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
