@@ -247,3 +247,40 @@ async def test_a_revoked_key_and_its_tokens_stop_working_within_seconds(api: Api
         await asyncio.sleep(0.2)
     async with api.client.stream("GET", events, params={"token": token}) as stream:
         assert stream.status_code == 401
+
+
+async def test_no_route_lets_a_tenant_reach_another_tenants_things(api: Api) -> None:
+    """Every company route, with the other company's key on our path (403), and with our key
+    on our path naming their job or asset (404)."""
+    their_job = await api.submit("echo", tenant=api.other, input={"text": "secret"})
+    their_asset = uuid.uuid4()
+    api.sql(
+        "INSERT INTO skiplock.assets (id, company_id, object_key, content_type, byte_size, sha256) "
+        "VALUES (%s, %s, 'k', 'text/plain', 1, %s)",
+        (their_asset, api.other.company_id, "0" * 64),
+    )
+    mine = api.acme.prefix
+    company_routes = [
+        ("POST", f"{mine}/content-jobs"),
+        ("GET", f"{mine}/content-jobs"),
+        ("GET", f"{mine}/content-jobs/{their_job}"),
+        ("POST", f"{mine}/content-jobs/{their_job}/cancel"),
+        ("POST", f"{mine}/content-jobs/{their_job}/retry"),
+        ("GET", f"{mine}/content-jobs/{their_job}/events"),
+        ("GET", f"{mine}/events"),
+        ("GET", f"{mine}/stats"),
+        ("POST", f"{mine}/stream-tokens"),
+        ("GET", f"{mine}/assets/{their_asset}"),
+        ("GET", f"{mine}/assets/{their_asset}/content"),
+    ]
+    for method, path in company_routes:
+        response = await api.client.request(method, path, headers=api.other.headers, json={})
+        assert response.status_code == 403, (method, path, response.text)
+    for method, path in company_routes:
+        if their_job in path or str(their_asset) in path:
+            response = await api.client.request(method, path, headers=api.acme.headers)
+            assert response.status_code == 404, (method, path, response.text)
+            assert "secret" not in response.text
+    assert api.sql(
+        "SELECT status FROM skiplock.content_jobs WHERE id = %s", (uuid.UUID(their_job),)
+    ) == [("queued",)]
