@@ -260,3 +260,12 @@ async def find_job_with_tip(
     conn: AsyncConnection[Any], company_id: uuid.UUID, job_id: uuid.UUID
 ) -> Row | None:
     return await _one(conn, "find_job_with_tip", {"company_id": company_id, "job_id": job_id})
+
+
+async def metrics_snapshot(conn: AsyncConnection[Any]) -> Row:
+    """The database gauges of /metrics: jobs_by_status ({status: count}), queue_depth,
+    event_horizon_age_seconds, notification_queue_usage. All companies summed."""
+    row = await _one(conn, "metrics_snapshot", {})
+    if row is None:  # a SELECT without FROM always returns one row
+        raise RuntimeError("metrics_snapshot returned no row")
+    return row

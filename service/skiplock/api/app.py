@@ -31,6 +31,7 @@ from skiplock.settings import Settings
 from skiplock.storage import LocalDiskStorage, Storage
 
 COMPANY = "/companies/{companyId}"
+POOL_WAIT_SECONDS = 3.0
 
 
 def routes() -> list[Route]:
@@ -67,7 +68,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = await db.open_pool(database_url, min_size=2, max_size=10, name="api")
+        # A request waits at most POOL_WAIT_SECONDS for a connection: with the database
+        # down it gets its 503 quickly instead of hanging.
+        pool = await db.open_pool(
+            database_url, min_size=2, max_size=10, name="api", timeout=POOL_WAIT_SECONDS
+        )
         app.state.pool = pool
         app.state.auth = Authenticator(pool)
         app.state.notifier = Notifier(database_url, pool)
@@ -92,6 +97,7 @@ def create_app(
                 expose_headers=["Location", "ETag", "Content-Disposition"],
             )
         )
+    middleware.append(Middleware(metrics.MetricsMiddleware))
     app = Starlette(
         routes=routes(),
         middleware=middleware,

@@ -25,7 +25,7 @@ async def read_json(request: Request) -> Any:
     if not _is_json_media_type(request.headers.get("content-type", "")):
         raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes (1 MiB)")
     body = bytearray()
     async for chunk in request.stream():

@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -175,10 +175,11 @@ def _run_at(value: Any) -> datetime:
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None and 1 <= parsed.year <= 9999:
-            return parsed
+            # In UTC too, the instant must lie within years 1..9999 (Python's and JSON's).
+            if parsed.tzinfo is not None and 1 < parsed.astimezone(UTC).year < 9999:
+                return parsed
+        except (ValueError, OverflowError):
+            pass
     raise ApiError(
         422, "runAt must be an RFC 3339 timestamp with a time zone, e.g. 2026-01-31T12:00:00Z"
     )
@@ -248,7 +249,7 @@ async def list_jobs(request: Request) -> JSONResponse:
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ApiError(422, f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
 

@@ -1,12 +1,644 @@
-"""/openapi.json (placeholder until implemented)."""
+"""/openapi.json: the OpenAPI 3.1 document of every route, built once per app.
+
+Each route of the app is described by a row of OPERATIONS, keyed by (method, path
+template) exactly as the route is declared in app.routes(), so the document follows the
+routes it serves and a test can check that none is left out. The submit body is built from
+the app's job registry: one `SubmitJob.<type>` variant per registered type, chosen by
+`jobType` (a discriminator), each with that type's input schema as `Input.<type>`. The
+document is built on the first request and cached on `app.state.openapi`: the registry is
+complete by then, and the document never changes while the app runs.
+
+Starlette answers HEAD on every GET route; HEAD is documented only where it is part of the
+contract (asset content: size and ETag without the bytes).
+"""
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+import skiplock
+from skiplock.api.errors import HTTP_CODES
+from skiplock.api.jobs import DEFAULT_LIMIT, MAX_IDEMPOTENCY_KEY, MAX_LIMIT, RANGES, STATUSES
+from skiplock.handlers import Registry
+
+Schema = dict[str, Any]
+
+COMPANY = "/companies/{companyId}"
+JOB = f"{COMPANY}/content-jobs/{{jobId}}"
+ASSET = f"{COMPANY}/assets/{{assetId}}"
+
+
+def ref(kind: str, name: str) -> Schema:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def schema_ref(name: str) -> Schema:
+    return ref("schemas", name)
+
+
+def nullable(schema: Schema) -> Schema:
+    """The schema, or null (OpenAPI 3.1 is JSON Schema 2020-12: a list of types)."""
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+UUID: Schema = {"type": "string", "format": "uuid"}
+TIMESTAMP: Schema = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
+STATUS: Schema = {"type": "string", "enum": list(STATUSES)}
+
+
+def _object(properties: dict[str, Schema], description: str = "") -> Schema:
+    """A closed object whose properties are all always present."""
+    schema: Schema = {
+        "type": "object",
+        "required": list(properties),
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    return {**schema, "description": description} if description else schema
+
+
+# ------------------------------------------------------------------------------------------
+# Schemas of the answers (what jobs.py, assets.py and app.py return)
+# ------------------------------------------------------------------------------------------
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": _object({"error": schema_ref("ErrorDetail")}, "Every error answer has this shape."),
+    "ErrorDetail": _object(
+        {
+            "code": {
+                "type": "string",
+                "description": "Machine-readable: " + ", ".join(HTTP_CODES.values()),
+            },
+            "message": {"type": "string", "description": "What went wrong and what to change"},
+        }
+    ),
+    "Progress": {
+        "type": "object",
+        "description": "The handler's latest report, written at most once a second.",
+        "properties": {
+            "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+            "message": {"type": ["string", "null"]},
+        },
+    },
+    "Job": _object(
+        {
+            "id": UUID,
+            "companyId": UUID,
+            "jobType": {"type": "string"},
+            "status": STATUS,
+            "input": {"type": "object"},
+            "resultAssetId": nullable(UUID),
+            "errorMessage": {"type": ["string", "null"]},
+            "sourceTaskId": {"type": ["string", "null"]},
+            "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
+            "runAt": TIMESTAMP,
+            "attempts": {"type": "integer", "minimum": 0, "description": "runs claimed so far"},
+            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": 100},
+            "progress": {"anyOf": [schema_ref("Progress"), {"type": "null"}]},
+            "startedAt": nullable(TIMESTAMP),
+            "finishedAt": nullable(TIMESTAMP),
+            "createdAt": TIMESTAMP,
+            "updatedAt": TIMESTAMP,
+        },
+        "A content job as the API shows it.",
+    ),
+    "JobList": _object(
+        {
+            "items": {"type": "array", "items": schema_ref("Job")},
+            "nextCursor": {
+                "type": ["string", "null"],
+                "description": "Pass as ?cursor= for the next page; null on the last page",
+            },
+        },
+        "A page of jobs, newest first.",
+    ),
+    "SubmitAccepted": _object(
+        {"jobId": UUID, "status": STATUS, "createdAt": TIMESTAMP},
+        "The job is queued (or, for a replayed Idempotency-Key, its current status).",
+    ),
+    "Stats": _object(
+        {
+            "items": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "jobType": {"type": "string"},
+                        "status": STATUS,
+                        "count": {"type": "integer", "minimum": 1},
+                        "oldestCreatedAt": TIMESTAMP,
+                    }
+                ),
+            }
+        },
+        "Job counts per job type and status.",
+    ),
+    "StreamToken": _object(
+        {"token": {"type": "string"}, "expiresAt": TIMESTAMP},
+        "A read-only token for ?token= on the SSE and asset content routes (one hour).",
+    ),
+    "Asset": _object(
+        {
+            "id": UUID,
+            "contentType": {"type": "string"},
+            "byteSize": {"type": "integer", "minimum": 0},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "originalFilename": {"type": ["string", "null"]},
+            "sourceTaskId": {"type": ["string", "null"]},
+            "createdAt": TIMESTAMP,
+        },
+        "A stored output file's metadata.",
+    ),
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "error": schema_ref("ErrorDetail"),
+        },
+    },
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Parameters
+# ------------------------------------------------------------------------------------------
+
+
+def _param(where: str, name: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _filter(name: str, schema: Schema, description: str) -> Schema:
+    """A query parameter of the list route, where an empty value means absent."""
+    param = _param("query", name, schema, f"{description} (empty: as if absent)")
+    return {**param, "allowEmptyValue": True}
+
+
+PARAMETERS: dict[str, Schema] = {
+    "companyId": _param("path", "companyId", UUID, "The company (tenant); not a UUID: 404"),
+    "jobId": _param("path", "jobId", UUID, "The job; not a UUID or not this company's: 404"),
+    "assetId": _param("path", "assetId", UUID, "The asset; not a UUID or not this company's: 404"),
+    "status": _filter("status", STATUS, "Only jobs in this status"),
+    "jobType": _filter("jobType", {"type": "string"}, "Only jobs of this type"),
+    "sourceTaskId": _filter("sourceTaskId", {"type": "string"}, "Only jobs with this sourceTaskId"),
+    "limit": _filter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        f"Page size (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})",
+    ),
+    "cursor": _filter("cursor", {"type": "string"}, "nextCursor of the previous page (keyset)"),
+    "token": _param(
+        "query",
+        "token",
+        {"type": "string"},
+        "A stream token, for clients that cannot set Authorization (EventSource, <img>)",
+    ),
+    "lastEventId": _param(
+        "query",
+        "lastEventId",
+        {"type": "string"},
+        "Resume after this event id (as the Last-Event-ID header)",
+    ),
+    "Idempotency-Key": _param(
+        "header",
+        "Idempotency-Key",
+        {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+        "The same key with the same body answers the same job; with another body, 409",
+    ),
+    "Last-Event-ID": _param(
+        "header",
+        "Last-Event-ID",
+        {"type": "string"},
+        "Replay the stream's events after this id, then go live",
+    ),
+    "Range": _param(
+        "header",
+        "Range",
+        {"type": "string"},
+        "One span, bytes=FIRST-LAST, FIRST- or -SUFFIX: answers 206 (416 past the end); "
+        "a malformed or multiple Range is ignored",
+    ),
+    "If-Range": _param(
+        "header", "If-Range", {"type": "string"}, "Honour Range only if this is the ETag"
+    ),
+    "If-None-Match": _param(
+        "header", "If-None-Match", {"type": "string"}, "The ETag already held: answers 304"
+    ),
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Responses
+# ------------------------------------------------------------------------------------------
+
+ERRORS: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "The body is not valid JSON"),
+    401: ("Unauthorized", "No or bad API key (or stream token)"),
+    403: ("Forbidden", "A key or token of another company, or a read-only token"),
+    404: ("NotFound", "A path id that is not a UUID, or not this company's"),
+    409: ("Conflict", "The request conflicts with the current state"),
+    413: ("PayloadTooLarge", "The body is over 1 MiB"),
+    415: ("UnsupportedMediaType", "The body is not sent as application/json"),
+    422: ("Invalid", "A field or query parameter is invalid"),
+    503: ("Unavailable", "The database is unavailable; retry shortly"),
+}
+
+
+def _error_response(status: int, description: str) -> Schema:
+    response: Schema = {
+        "description": description,
+        "content": {"application/json": {"schema": schema_ref("Error")}},
+    }
+    if status == 503:
+        response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    return response
+
+
+def _json(description: str, schema: str, headers: Schema | None = None) -> Schema:
+    response: Schema = {
+        "description": description,
+        "content": {"application/json": {"schema": schema_ref(schema)}},
+    }
+    return {**response, "headers": headers} if headers else response
+
+
+def _header(description: str, schema: Schema | None = None, required: bool = False) -> Schema:
+    header: Schema = {"description": description, "schema": schema or {"type": "string"}}
+    return {**header, "required": True} if required else header
+
+
+SSE = {
+    "description": (
+        "A stream of `id: <event id>`, `event: <content_job.* | status | reset>`, "
+        "`data: <JSON>` frames, with a comment line at least every 15 s while idle"
+    ),
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+# Sent with every /content answer (200, 206, 304): a stored SVG or HTML file can never run
+# script on the API's origin.
+CONTENT_HEADERS = {
+    "ETag": _header('The quoted sha256: "<sha256>"', {"type": "string"}, required=True),
+    "Content-Disposition": _header(
+        "attachment; filename=\"<safe name>\"; filename*=UTF-8''<name>", required=True
+    ),
+    "X-Content-Type-Options": _header("nosniff", {"const": "nosniff"}, required=True),
+    "Content-Security-Policy": _header("sandbox", {"const": "sandbox"}, required=True),
+    "Accept-Ranges": _header("bytes", {"const": "bytes"}),
+    "Cache-Control": _header("private: the bytes are a tenant's"),
+}
+
+
+def _content_responses(method: str) -> dict[str, Schema]:
+    """/content's answers; HEAD has no body and ignores Range (RFC 9110 §14.2)."""
+    body = {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
+    ranged = {**CONTENT_HEADERS, "Content-Range": _header("bytes FIRST-LAST/SIZE", required=True)}
+    whole: Schema = {"description": "The file", "headers": CONTENT_HEADERS}
+    part: Schema = {"description": "Part of the file (a Range)", "headers": ranged}
+    responses = {
+        "200": {**whole, **body} if method == "GET" else whole,
+        "206": {**part, **body},
+        "304": {
+            "description": "Not modified (If-None-Match names the ETag)",
+            "headers": CONTENT_HEADERS,
+        },
+        "416": {
+            "description": "The Range asks only for bytes past the end",
+            "headers": {"Content-Range": _header("bytes */SIZE", required=True)},
+            "content": {"application/json": {"schema": schema_ref("Error")}},
+        },
+    }
+    if method == "HEAD":
+        del responses["206"], responses["416"]
+    return responses
+
+
+# ------------------------------------------------------------------------------------------
+# The routes
+# ------------------------------------------------------------------------------------------
+
+KEY: list[Schema] = [{"bearer": []}]
+KEY_OR_TOKEN: list[Schema] = [{"bearer": []}, {"streamToken": []}]
+OPEN: list[Schema] = []
+READ_ERRORS = (401, 403, 404, 503)
+
+
+@dataclass(frozen=True)
+class Operation:
+    operation_id: str
+    summary: str
+    tag: str
+    responses: dict[str, Schema]
+    errors: tuple[int, ...] = ()
+    parameters: tuple[str, ...] = ()
+    security: list[Schema] | None = None  # None: the document's default (an API key)
+    body: bool = False
+
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("GET", "/healthz"): Operation(
+        "healthz",
+        "200 when the database answers, else 503",
+        "service",
+        {
+            "200": _json("The database answers", "Health"),
+            "503": _json("The database does not answer", "Health"),
+        },
+        security=OPEN,
+    ),
+    ("GET", "/metrics"): Operation(
+        "metrics",
+        "Prometheus metrics (no tenant ids)",
+        "service",
+        {
+            "200": {
+                "description": "Prometheus text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+        security=OPEN,
+    ),
+    ("GET", "/openapi.json"): Operation(
+        "openapi",
+        "This document",
+        "service",
+        {
+            "200": {
+                "description": "OpenAPI 3.1",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+        security=OPEN,
+    ),
+    ("POST", f"{COMPANY}/content-jobs"): Operation(
+        "submitJob",
+        "Queue a job; answers at once",
+        "jobs",
+        {
+            "202": _json(
+                "Queued (or the job this Idempotency-Key already made)",
+                "SubmitAccepted",
+                {"Location": _header("The job's URL")},
+            )
+        },
+        (400, 401, 403, 404, 409, 413, 415, 422, 503),
+        ("companyId", "Idempotency-Key"),
+        body=True,
+    ),
+    ("GET", f"{COMPANY}/content-jobs"): Operation(
+        "listJobs",
+        "The company's jobs, newest first, keyset-paginated",
+        "jobs",
+        {"200": _json("A page of jobs", "JobList")},
+        (401, 403, 404, 422, 503),
+        ("companyId", "status", "jobType", "sourceTaskId", "limit", "cursor"),
+    ),
+    ("GET", JOB): Operation(
+        "getJob",
+        "One job",
+        "jobs",
+        {"200": _json("The job", "Job")},
+        READ_ERRORS,
+        ("companyId", "jobId"),
+    ),
+    ("POST", f"{JOB}/cancel"): Operation(
+        "cancelJob",
+        "Cancel a queued or running job (a canceled one: no change)",
+        "jobs",
+        {"200": _json("The job, canceled", "Job")},
+        (401, 403, 404, 409, 503),
+        ("companyId", "jobId"),
+    ),
+    ("POST", f"{JOB}/retry"): Operation(
+        "retryJob",
+        "Queue a failed or canceled job again, attempts reset",
+        "jobs",
+        {"200": _json("The job, queued again", "Job")},
+        (401, 403, 404, 409, 503),
+        ("companyId", "jobId"),
+    ),
+    ("GET", f"{JOB}/events"): Operation(
+        "jobEvents",
+        "SSE: the job as it is (event: status), then its events, until a terminal one",
+        "streams",
+        {"200": SSE},
+        READ_ERRORS,
+        ("companyId", "jobId", "token", "lastEventId", "Last-Event-ID"),
+        KEY_OR_TOKEN,
+    ),
+    ("GET", f"{COMPANY}/events"): Operation(
+        "companyEvents",
+        "SSE: every content_job.* event of the company",
+        "streams",
+        {"200": SSE},
+        READ_ERRORS,
+        ("companyId", "token", "lastEventId", "Last-Event-ID"),
+        KEY_OR_TOKEN,
+    ),
+    ("GET", f"{COMPANY}/stats"): Operation(
+        "companyStats",
+        "Job counts per job type and status",
+        "jobs",
+        {"200": _json("The counts", "Stats")},
+        READ_ERRORS,
+        ("companyId",),
+    ),
+    ("POST", f"{COMPANY}/stream-tokens"): Operation(
+        "createStreamToken",
+        "A read-only token for ?token= (needs an API key)",
+        "streams",
+        {"201": _json("The token", "StreamToken")},
+        READ_ERRORS,
+        ("companyId",),
+    ),
+    ("GET", ASSET): Operation(
+        "getAsset",
+        "An asset's metadata",
+        "assets",
+        {"200": _json("The asset", "Asset")},
+        READ_ERRORS,
+        ("companyId", "assetId"),
+    ),
+    ("GET", f"{ASSET}/content"): Operation(
+        "getAssetContent",
+        "An asset's bytes, streamed; Range and If-None-Match honoured",
+        "assets",
+        _content_responses("GET"),
+        READ_ERRORS,
+        ("companyId", "assetId", "token", "Range", "If-Range", "If-None-Match"),
+        KEY_OR_TOKEN,
+    ),
+    ("HEAD", f"{ASSET}/content"): Operation(
+        "headAssetContent",
+        "An asset's headers (size, ETag) without the bytes",
+        "assets",
+        _content_responses("HEAD"),
+        READ_ERRORS,
+        ("companyId", "assetId", "token", "If-None-Match"),
+        KEY_OR_TOKEN,
+    ),
+}
+
+
+def _operation(op: Operation, method: str) -> Schema:
+    responses = dict(op.responses)
+    for status in sorted(op.errors):
+        responses[str(status)] = ref("responses", ERRORS[status][0])
+    if method == "HEAD":  # no body in any answer to HEAD
+        responses = {code: _without_content(r) for code, r in responses.items()}
+    document: Schema = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "parameters": [ref("parameters", name) for name in op.parameters],
+        "responses": responses,
+    }
+    if op.security is not None:
+        document["security"] = op.security
+    if op.body:
+        document["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema_ref("SubmitJob")}},
+        }
+    return document
+
+
+def _without_content(response: Schema) -> Schema:
+    if "$ref" in response:
+        name = response["$ref"].rsplit("/", 1)[-1]
+        return {"description": next(d for n, d in ERRORS.values() if n == name)}
+    return {k: v for k, v in response.items() if k != "content"}
+
+
+def _paths(routes: list[BaseRoute]) -> dict[str, Schema]:
+    paths: dict[str, Schema] = {}
+    for route in routes:
+        if not isinstance(route, Route) or not route.methods:
+            continue
+        for method in sorted(route.methods):
+            op = OPERATIONS.get((method, route.path))
+            if op is not None:
+                paths.setdefault(route.path, {})[method.lower()] = _operation(op, method)
+    return paths
+
+
+# ------------------------------------------------------------------------------------------
+# The submit body, one variant per registered job type
+# ------------------------------------------------------------------------------------------
+
+
+def _submit_fields() -> dict[str, Schema]:
+    fields: dict[str, Schema] = {
+        "sourceTaskId": {"type": ["string", "null"], "maxLength": 1000},
+        "runAt": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "Not before this time (RFC 3339 with a time zone); default now",
+        },
+    }
+    for name, (low, high, default) in RANGES.items():
+        fields[name] = {"type": ["integer", "null"], "minimum": low, "maximum": high}
+        if default is not None:
+            fields[name]["default"] = default
+    return fields
+
+
+def _submit_variant(name: str, input_schema: Schema | None) -> tuple[Schema, Schema]:
+    """(Input.<name>, SubmitJob.<name>): the type's input schema and its submit body."""
+    input_doc = copy.deepcopy(input_schema) if input_schema is not None else {"type": "object"}
+    # An absent or null input is {}: optional only when {} passes the type's schema.
+    optional = input_schema is None or Draft202012Validator(input_schema).is_valid({})
+    input_ref = schema_ref(f"Input.{name}")
+    body: Schema = {
+        "type": "object",
+        "required": ["jobType"] if optional else ["jobType", "input"],
+        "properties": {
+            "jobType": {"type": "string", "const": name},
+            "input": {"anyOf": [input_ref, {"type": "null"}]} if optional else input_ref,
+            **_submit_fields(),
+        },
+        "additionalProperties": False,
+    }
+    return input_doc, body
+
+
+def _submit_schemas(registry: Registry) -> dict[str, Schema]:
+    schemas: dict[str, Schema] = {}
+    mapping: dict[str, str] = {}
+    for name in registry.names():
+        input_doc, body = _submit_variant(name, registry.get(name).schema)
+        schemas[f"Input.{name}"] = input_doc
+        schemas[f"SubmitJob.{name}"] = body
+        mapping[name] = f"#/components/schemas/SubmitJob.{name}"
+    schemas["SubmitJob"] = {
+        "description": "A job to queue; `input` must satisfy the job type's schema.",
+        "type": "object",
+        "required": ["jobType"],
+        "properties": {"jobType": {"type": "string", "enum": list(mapping)}},
+        "oneOf": [{"$ref": target} for target in mapping.values()],
+        "discriminator": {"propertyName": "jobType", "mapping": mapping},
+    }
+    return schemas
+
+
+# ------------------------------------------------------------------------------------------
+# The document
+# ------------------------------------------------------------------------------------------
+
+
+def build_document(app: Starlette) -> Schema:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "skiplock",
+            "version": skiplock.__version__,
+            "description": "A Postgres-native job queue: submit jobs, follow them live (SSE), "
+            'fetch what they made. Errors are {"error": {"code", "message"}}.',
+        },
+        "security": KEY,
+        "paths": _paths(app.routes),
+        "components": {
+            "schemas": {**SCHEMAS, **_submit_schemas(app.state.registry)},
+            "parameters": PARAMETERS,
+            "responses": {name: _error_response(s, d) for s, (name, d) in ERRORS.items()},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Authorization: Bearer <apiKey>",
+                },
+                "streamToken": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "token",
+                    "description": "?token= from POST /companies/{companyId}/stream-tokens",
+                },
+            },
+        },
+    }
+
+
+def document(app: Starlette) -> Schema:
+    """The app's document, built on first use and cached on app.state."""
+    cached: Schema | None = getattr(app.state, "openapi", None)
+    if cached is None:
+        cached = build_document(app)
+        app.state.openapi = cached
+    return cached
 
 
 async def openapi_json(request: Request) -> JSONResponse:
-    return JSONResponse(
-        {"openapi": "3.1.0", "info": {"title": "skiplock", "version": "0"}, "paths": {}}
-    )
+    return JSONResponse(document(request.app))

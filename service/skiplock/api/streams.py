@@ -127,7 +127,7 @@ class _Stream:
     async def _resume(self, last_event_id: str) -> AsyncIterator[bytes]:
         """Replay the stream's events after last_event_id; `event: reset` if it is unknown."""
         position = None
-        if last_event_id.isdigit() and len(last_event_id) < 19:
+        if last_event_id.isascii() and last_event_id.isdigit() and len(last_event_id) < 19:
             async with self.pool.connection() as conn:
                 position = await events.resolve_position(
                     conn, int(last_event_id), self.company_id, self.job_id
