@@ -245,6 +245,28 @@ def test_claim_query_is_an_index_scan_with_100k_finished_jobs(
     assert '"Seq Scan"' not in text
 
 
+def test_reading_new_events_does_not_scan_the_whole_log(
+    conn: Conn, company_id: uuid.UUID
+) -> None:
+    """The notifier reads on every doorbell: with 200,000 old events it must stay an index
+    walk (it once scanned the whole log per returned row to compute `pending`)."""
+    conn.execute(
+        "INSERT INTO content_job_events (xid, company_id, job_id, type) "
+        "SELECT pg_current_xact_id(), %s, gen_random_uuid(), 'content_job.queued' "
+        "FROM generate_series(1, 200000)",
+        (company_id,),
+    )
+    conn.execute("ANALYZE content_job_events")
+    tip = conn.execute("SELECT xid::text, id FROM content_job_events ORDER BY id DESC LIMIT 1")
+    xid, last = tip.fetchone() or ("0", 0)
+    params = {"after_xid": xid, "after_id": last - 10, "limit": 1000}
+    plan = conn.execute(
+        f"EXPLAIN (FORMAT JSON) {store.query('read_all_events_after')}", params
+    ).fetchone()
+    assert plan is not None
+    assert '"Seq Scan"' not in json.dumps(plan[0])
+
+
 def test_enqueue_function_signature_defaults(conn: Conn, company_id: uuid.UUID) -> None:
     row = conn.execute("SELECT enqueue_content_job(%s, 'diagram')", (company_id,)).fetchone()
     assert row is not None

@@ -20,65 +20,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "service"))
+sys.path.insert(0, str(REPO / "bench"))
 
-from skiplock import db  # noqa: E402
-from skiplock.embedded import EmbeddedPostgres  # noqa: E402
-
-
-@contextmanager
-def server() -> Iterator[str]:
-    if os.environ.get("DATABASE_URL"):
-        yield os.environ["DATABASE_URL"]
-        return
-    root = Path(tempfile.mkdtemp(prefix="skiplock-bench-"))
-    root.chmod(0o755)
-    pg = EmbeddedPostgres(root / "pgdata", port=_free_port())
-    pg.start()
-    try:
-        yield pg.url("postgres")
-    finally:
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_conninfo(server_url, dbname=name)
-    db.migrate(url)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+from cluster import fresh_database, server  # noqa: E402
 
 
 class Workers:
