@@ -245,9 +245,7 @@ def test_claim_query_is_an_index_scan_with_100k_finished_jobs(
     assert '"Seq Scan"' not in text
 
 
-def test_reading_new_events_does_not_scan_the_whole_log(
-    conn: Conn, company_id: uuid.UUID
-) -> None:
+def test_reading_new_events_does_not_scan_the_whole_log(conn: Conn, company_id: uuid.UUID) -> None:
     """The notifier reads on every doorbell: with 200,000 old events it must stay an index
     walk (it once scanned the whole log per returned row to compute `pending`)."""
     conn.execute(
