@@ -101,7 +101,13 @@ def company(conn: psycopg.Connection) -> uuid.UUID:
 
 
 def drain(server_url: str, jobs: int, processes: int, concurrency: int) -> dict[str, float]:
-    with fresh_database(server_url) as url, tempfile.TemporaryDirectory() as tmp:
+    with fresh_database(server_url) as url:
+        return drain_in(url, jobs, processes, concurrency)
+
+
+def drain_in(url: str, jobs: int, processes: int, concurrency: int) -> dict[str, float]:
+    """The drain workload in a migrated, empty database."""
+    with tempfile.TemporaryDirectory() as tmp:
         workers = Workers(url, processes, concurrency, "bench_noop", Path(tmp))
         try:
             boot = workers.wait_registered()
@@ -139,7 +145,13 @@ def drain(server_url: str, jobs: int, processes: int, concurrency: int) -> dict[
 
 
 def wake_up(server_url: str, count: int = 200, warmup: int = 10) -> list[float]:
-    with fresh_database(server_url) as url, tempfile.TemporaryDirectory() as tmp:
+    with fresh_database(server_url) as url:
+        return wake_up_in(url, count, warmup)
+
+
+def wake_up_in(url: str, count: int = 200, warmup: int = 10) -> list[float]:
+    """The wake-up workload in a migrated, empty database."""
+    with tempfile.TemporaryDirectory() as tmp:
         starts_file = Path(tmp) / "starts.txt"
         workers = Workers(url, 1, 10, "bench_wake", Path(tmp))
         committed: dict[str, float] = {}

@@ -1,0 +1,86 @@
+"""skiplock's driver for the side-by-side benchmark (interface: bench/peers/README.md).
+
+Runs in the project's venv (`.venv/bin/python`), not bench/.venv: it measures this
+checkout. drain and wakeup reuse bench/worker/run.py; enqueue goes through
+`enqueue_content_job()` in SQL, one call per job, and in batches of 1,000 in one
+statement each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import psycopg
+
+BENCH = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BENCH / "worker"))
+sys.path.insert(0, str(BENCH))
+
+import run as worker_bench  # noqa: E402  (bench/worker/run.py)
+
+from skiplock import db  # noqa: E402
+
+PROFILES = {"default": 10, "raised": 50}  # worker --concurrency
+BATCH = 1000
+
+
+def enqueue(url: str, jobs: int) -> dict[str, float]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        company_id = worker_bench.company(conn)
+        one = "SELECT skiplock.enqueue_content_job(%s, 'bench_noop')"
+        started = time.perf_counter()
+        for _ in range(jobs):
+            conn.execute(one, (company_id,), prepare=True)
+        one_per_s = jobs / (time.perf_counter() - started)
+        batch = (
+            "SELECT skiplock.enqueue_content_job(%s, 'bench_noop', i) FROM unnest(%s::jsonb[]) AS i"
+        )
+        started = time.perf_counter()
+        for _ in range(jobs // BATCH):
+            conn.execute(batch, (company_id, ["{}"] * BATCH), prepare=True)
+        batch_per_s = (jobs // BATCH) * BATCH / (time.perf_counter() - started)
+    return {"enqueue_one_per_s": one_per_s, "enqueue_batch_per_s": batch_per_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--workload", choices=["drain", "wakeup", "enqueue"], required=True)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--profile", choices=list(PROFILES), default="default")
+    args = parser.parse_args()
+    db.migrate(args.database_url)
+    concurrency = PROFILES[args.profile]
+    result: dict[str, object] = {
+        "library": "skiplock",
+        "version": version("skiplock"),
+        "workload": args.workload,
+        "profile": args.profile,
+        "notes": f"worker --concurrency {concurrency}; full event log and triggers on",
+    }
+    if args.workload == "drain":
+        figures = worker_bench.drain_in(args.database_url, args.jobs, args.processes, concurrency)
+        result |= {
+            "processes": args.processes,
+            "concurrency": concurrency,
+            "jobs": args.jobs,
+            "jobs_per_s": figures["jobs_per_s"],
+            "boot_s": figures["boot_s"],
+            "rss_idle_mib": [figures["idle_rss_mib"]],
+            "rss_peak_mib": [figures["peak_rss_mib"]],
+        }
+    elif args.workload == "wakeup":
+        result["latencies_ms"] = worker_bench.wake_up_in(args.database_url)
+    else:
+        result |= {"jobs": args.jobs, **enqueue(args.database_url, args.jobs)}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
