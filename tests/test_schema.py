@@ -287,3 +287,30 @@ def test_every_named_query_is_used_by_the_service() -> None:
         if f'"{name}"' not in code and f"store.{name}(" not in code and f"def {name}(" not in code
     ]
     assert unused == []
+
+
+def test_enqueue_many_in_one_statement(conn: Conn, company_id: uuid.UUID) -> None:
+    conn.execute("LISTEN content_job_events")
+    conn.execute("LISTEN content_jobs_queued")
+    rows = conn.execute(
+        "SELECT * FROM enqueue_content_jobs(%s, 'diagram', %s::jsonb[], %s::text[])",
+        (company_id, ['{"n": 1}', '{"n": 2}', "{}"], ["a", None, "c"]),
+    ).fetchall()
+    ids = [r[0] for r in rows]
+    jobs = conn.execute(
+        "SELECT id, input, source_task_id FROM content_jobs ORDER BY created_at, input->>'n'"
+    ).fetchall()
+    by_id = {j[0]: j[1:] for j in jobs}
+    assert [by_id[i] for i in ids] == [({"n": 1}, "a"), ({"n": 2}, None), ({}, "c")]
+    assert conn.execute("SELECT count(*) FROM content_job_events").fetchone() == (3,)
+    heard = list(conn.notifies(timeout=0.5))
+    assert sorted(n.channel for n in heard) == ["content_job_events", "content_jobs_queued"]
+    # Without source task ids; an empty batch inserts and rings nothing.
+    five = conn.execute(
+        "SELECT enqueue_content_jobs(%s, 'diagram', %s::jsonb[])", (company_id, ["{}"] * 5)
+    )
+    assert len(five.fetchall()) == 5
+    assert len(list(conn.notifies(timeout=0.5, stop_after=2))) == 2
+    empty = conn.execute("SELECT enqueue_content_jobs(%s, 'diagram', '{}'::jsonb[])", (company_id,))
+    assert empty.fetchall() == []
+    assert list(conn.notifies(timeout=0.3)) == []

@@ -1,9 +1,9 @@
 """skiplock's driver for the side-by-side benchmark (interface: bench/peers/README.md).
 
 Runs in the project's venv (`.venv/bin/python`), not bench/.venv: it measures this
-checkout. drain and wakeup reuse bench/worker/run.py; enqueue goes through
-`enqueue_content_job()` in SQL, one call per job, and in batches of 1,000 in one
-statement each.
+checkout. drain and wakeup reuse bench/worker/run.py; enqueue goes through SQL:
+`enqueue_content_job()` one call per job, and `enqueue_content_jobs()` (one statement
+per batch of 1,000).
 """
 
 from __future__ import annotations
