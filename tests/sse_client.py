@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from worker_harness import await_for
+
 
 @dataclass
 class Frame:
@@ -86,9 +88,5 @@ async def open_stream(client: httpx.AsyncClient, url: str, **kwargs: Any) -> Asy
             await task
 
 
-async def until(check: Any, timeout: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s")
-        await asyncio.sleep(0.01)
+# Tests wait on streams with the harness's poller.
+until = await_for

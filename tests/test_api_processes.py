@@ -57,10 +57,7 @@ def start_serve(database_url: str, tmp_path: Path) -> tuple[subprocess.Popen[byt
 async def test_sigterm_ends_open_streams_within_a_second_and_exits_0(
     database_url: str, tmp_path: Path
 ) -> None:
-    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
-    async with conn:
-        new = await keys.create_company(conn, "acme")
-    process, base = start_serve(database_url, tmp_path)
+    new, process, base = await serve_for_a_company(database_url, tmp_path)
     try:
         headers = {"Authorization": f"Bearer {new.api_key}"}
         async with httpx.AsyncClient(base_url=base) as client:
@@ -82,6 +79,17 @@ async def test_sigterm_ends_open_streams_within_a_second_and_exits_0(
             process.wait()
 
 
+async def serve_for_a_company(
+    url: str, tmp_path: Path
+) -> tuple[keys.NewKey, subprocess.Popen[bytes], str]:
+    """A company with its key, and `skiplock serve` on that database."""
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    async with conn:
+        new = await keys.create_company(conn, "acme")
+    process, base = start_serve(url, tmp_path)
+    return new, process, base
+
+
 @pytest.fixture
 def outage(own_cluster: Any) -> Iterator[tuple[Any, str]]:
     url = own_cluster.url("outage")
@@ -98,10 +106,7 @@ async def test_postgres_restart_mid_stream_loses_no_event(
     outage: tuple[Any, str], tmp_path: Path
 ) -> None:
     pg, url = outage
-    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
-    async with conn:
-        new = await keys.create_company(conn, "acme")
-    process, base = start_serve(url, tmp_path)
+    new, process, base = await serve_for_a_company(url, tmp_path)
     headers = {"Authorization": f"Bearer {new.api_key}"}
     events_url = f"/companies/{new.company_id}/events"
 
@@ -144,10 +149,7 @@ async def test_database_down_is_503_and_the_api_recovers(
     outage: tuple[Any, str], tmp_path: Path
 ) -> None:
     pg, url = outage
-    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
-    async with conn:
-        new = await keys.create_company(conn, "acme")
-    process, base = start_serve(url, tmp_path)
+    new, process, base = await serve_for_a_company(url, tmp_path)
     headers = {"Authorization": f"Bearer {new.api_key}"}
     jobs = f"/companies/{new.company_id}/content-jobs"
     body = {"jobType": "noop"}

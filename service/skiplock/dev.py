@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +110,7 @@ def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> boo
             server.should_exit = True
             worker.stop()
 
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop)
+        api_server.on_stop_signals(stop)
         serving = asyncio.create_task(server.serve())
         working = asyncio.create_task(worker.run())
         while not (server.started and worker.started.is_set()):
@@ -131,11 +127,4 @@ def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> boo
         await asyncio.gather(serving, working)
 
     asyncio.run(serve())
-    if not server.started:
-        print(
-            f"skiplock: could not serve on {host}:{port}; is the port in use? "
-            "choose another with --port",
-            file=sys.stderr,
-        )
-        return False
-    return True
+    return not api_server.said_not_started(server, host, port)

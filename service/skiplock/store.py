@@ -39,9 +39,11 @@ def query_names() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.sql")) if folder else []
 
 
-async def _one(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> Row | None:
+async def _one(
+    conn: AsyncConnection[Any], name: str, params: dict[str, Any], *, prepare: bool = False
+) -> Row | None:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query(name), params)
+        await cur.execute(query(name), params, prepare=prepare)
         return await cur.fetchone()
 
 
@@ -207,9 +209,7 @@ async def rescue_expired_leases(conn: AsyncConnection[Any], *, limit: int = 1000
 
 async def insert_job(conn: AsyncConnection[Any], params: dict[str, Any]) -> Row | None:
     """None when the idempotency key is already taken (see find_job_by_idempotency_key)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("insert_job"), params, prepare=True)
-        return await cur.fetchone()
+    return await _one(conn, "insert_job", params, prepare=True)  # the submit hot path
 
 
 async def find_job_by_idempotency_key(

@@ -278,11 +278,11 @@ class Worker:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_job(self, job: HeldJob) -> None:
-        log.info("job running %s", _job_fields(job))
+        log.info("job running %s", _JobFields(job))
         try:
             outcome = await self._runner.run(job)
         except Exception:  # a bug in skiplock itself: let the lease bring the job back
-            log.exception("job crashed the runner %s", _job_fields(job))
+            log.exception("job crashed the runner %s", _JobFields(job))
             outcome = None
         finally:
             job.running = False
@@ -290,7 +290,7 @@ class Worker:
             self._slot_freed.set()
         try:
             if outcome is None:
-                log.info("job stopped %s", _job_fields(job, reason=job.stop_reason))
+                log.info("job stopped %s", _JobFields(job, reason=job.stop_reason))
             else:
                 await self._write(job, outcome)
         finally:
@@ -303,7 +303,7 @@ class Worker:
             if outcome.asset is not None:
                 with contextlib.suppress(OSError):
                     await self._storage.delete(outcome.asset.stored.object_key)
-            log.warning("job outcome not written: no longer ours %s", _job_fields(job))
+            log.warning("job outcome not written: no longer ours %s", _JobFields(job))
             return
         self.jobs_finished += 1
         status = outcome.status if not outcome.reason else f"queued ({outcome.reason})"
@@ -312,7 +312,7 @@ class Worker:
             level,
             "job %s %s",
             status,
-            _job_fields(
+            _JobFields(
                 job,
                 asset_id=outcome.asset.asset_id if outcome.asset else None,
                 retry_at=outcome.run_at.isoformat() if outcome.run_at else None,
@@ -330,19 +330,28 @@ class Worker:
     def _stop(self, job_id: uuid.UUID, reason: str) -> None:
         job = self._held.get(job_id)
         if job is not None and job.stop(reason):
-            log.warning("job stopping %s", _job_fields(job, reason=reason))
+            log.warning("job stopping %s", _JobFields(job, reason=reason))
 
 
-def _job_fields(job: HeldJob, **extra: Any) -> str:
-    row = job.row
-    return fields(
-        job_id=row["id"],
-        job_type=row["job_type"],
-        company_id=row["company_id"],
-        attempt=row["attempts"],
-        duration_ms=None if job.running else elapsed_ms(job),
-        **extra,
-    )
+class _JobFields:
+    """A job's log fields, formatted only if the line is emitted: the per-job INFO lines
+    cost nothing on the hot path when SKIPLOCK_LOG_LEVEL=warning."""
+
+    def __init__(self, job: HeldJob, **extra: Any) -> None:
+        self.job = job
+        self.extra = extra
+        self.duration_ms = None if job.running else elapsed_ms(job)
+
+    def __str__(self) -> str:
+        row = self.job.row
+        return fields(
+            job_id=row["id"],
+            job_type=row["job_type"],
+            company_id=row["company_id"],
+            attempt=row["attempts"],
+            duration_ms=self.duration_ms,
+            **self.extra,
+        )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -212,10 +212,16 @@ def _canonical_sha256(fields: dict[str, Any]) -> str:
 async def get_job(request: Request) -> JSONResponse:
     auth = await authorize(request, "jobId")
     async with request.app.state.pool.connection() as conn:
-        row = await store.find_job(conn, auth.company_id, auth.ids["jobId"])
+        row = await _existing_job(conn, auth.company_id, auth.ids["jobId"])
+    return JSONResponse(job_json(row))
+
+
+async def _existing_job(conn: Any, company_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, Any]:
+    """The company's job, or ApiError 404 (another company's job is not found either)."""
+    row = await store.find_job(conn, company_id, job_id)
     if row is None:
         raise ApiError(404, "no such job")
-    return JSONResponse(job_json(row))
+    return row
 
 
 async def list_jobs(request: Request) -> JSONResponse:
@@ -276,10 +282,8 @@ async def cancel_job(request: Request) -> JSONResponse:
     job_id = auth.ids["jobId"]
     async with request.app.state.pool.connection() as conn:
         row = await store.cancel_job(conn, auth.company_id, job_id)
-        if row is None:
-            row = await store.find_job(conn, auth.company_id, job_id)
-            if row is None:
-                raise ApiError(404, "no such job")
+        if row is None:  # not cancelable: why?
+            row = await _existing_job(conn, auth.company_id, job_id)
             if row["status"] != "canceled":
                 raise ApiError(
                     409,
@@ -294,10 +298,8 @@ async def retry_job(request: Request) -> JSONResponse:
     job_id = auth.ids["jobId"]
     async with request.app.state.pool.connection() as conn:
         row = await store.retry_job(conn, auth.company_id, job_id)
-        if row is None:
-            row = await store.find_job(conn, auth.company_id, job_id)
-            if row is None:
-                raise ApiError(404, "no such job")
+        if row is None:  # not retryable: why?
+            row = await _existing_job(conn, auth.company_id, job_id)
             raise ApiError(
                 409, f"the job is {row['status']}; only failed or canceled jobs can be retried"
             )

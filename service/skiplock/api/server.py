@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -40,6 +40,25 @@ def config(app: object, host: str, port: int) -> uvicorn.Config:
     )
 
 
+def on_stop_signals(stop: Callable[[], None]) -> None:
+    """Call stop() on SIGINT and SIGTERM (from inside the running event loop)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop)
+
+
+def said_not_started(server: uvicorn.Server, host: str, port: int) -> bool:
+    """True, after one line on stderr, when the server never listened (port taken, say)."""
+    if server.started:
+        return False
+    print(
+        f"skiplock: could not serve on {host}:{port}; is the port in use? "
+        "choose another with --port",
+        file=sys.stderr,
+    )
+    return True
+
+
 def run_serve(settings: Settings, host: str, port: int) -> int:
     closing = asyncio.Event()
     server = QuietServer(config(create_app(settings, closing=closing), host, port))
@@ -49,17 +68,8 @@ def run_serve(settings: Settings, host: str, port: int) -> int:
             closing.set()
             server.should_exit = True
 
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop)
+        on_stop_signals(stop)
         await server.serve()
 
     asyncio.run(main())
-    if not server.started:
-        print(
-            f"skiplock: could not serve on {host}:{port}; is the port in use? "
-            "choose another with --port",
-            file=sys.stderr,
-        )
-        return 2
-    return 0
+    return 2 if said_not_started(server, host, port) else 0

@@ -73,11 +73,16 @@ class _Stream:
         # Subscribed first, so nothing committed from here on can be missed.
         self.subscription: Subscription | None = self.notifier.subscribe(company_id, job_id)
         self.sent = events.START
+        # Waiters for "stop" (shutdown or overflow), made once per stream, not per event.
+        self._stop_waiters: set[asyncio.Future[Any]] = set()
 
     def close(self) -> None:
         if self.subscription is not None:
             self.notifier.unsubscribe(self.subscription)
             self.subscription = None
+        for waiter in self._stop_waiters:
+            waiter.cancel()
+        self._stop_waiters.clear()
 
     async def snapshot(self) -> dict[str, Any]:
         if self.job_id is None:
@@ -176,18 +181,19 @@ class _Stream:
         """The next event, or None after HEARTBEAT_SECONDS, on overflow or on shutdown."""
         if not subscription.queue.empty():
             return subscription.queue.get_nowait()
+        if not self._stop_waiters:
+            self._stop_waiters = {
+                asyncio.ensure_future(self.closing.wait()),
+                asyncio.ensure_future(subscription.overflowed.wait()),
+            }
         getting = asyncio.ensure_future(subscription.queue.get())
-        stopping = asyncio.ensure_future(self.closing.wait())
-        overflowing = asyncio.ensure_future(subscription.overflowed.wait())
         try:
             await asyncio.wait(
-                {getting, stopping, overflowing},
+                {getting, *self._stop_waiters},
                 timeout=HEARTBEAT_SECONDS,
                 return_when="FIRST_COMPLETED",
             )
         finally:
-            for waiter in (stopping, overflowing):
-                waiter.cancel()
             if not getting.done():
                 getting.cancel()
         if getting.done() and not getting.cancelled():
