@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from skiplock import store
 
@@ -243,6 +244,53 @@ def test_claim_query_is_an_index_scan_with_100k_finished_jobs(
     text = json.dumps(plan[0])
     assert "content_jobs_claim_idx" in text
     assert '"Seq Scan"' not in text
+
+
+@pytest.mark.parametrize("name", ["finish_jobs", "renew_leases", "write_progress"])
+def test_statements_on_held_jobs_find_them_by_id_with_stale_statistics(
+    conn: Conn, company_id: uuid.UUID, name: str
+) -> None:
+    """Statistics taken while no job ran once made finish_jobs walk every running job
+    through the lease index and join each one against the whole batch: quadratic in the
+    batch (48 ms instead of 19 for 500 jobs). Each statement must look its jobs up by id."""
+    conn.execute("ALTER TABLE content_jobs DISABLE TRIGGER USER")  # bulk load, no event log
+    conn.execute(
+        "INSERT INTO content_jobs (company_id, job_type, status, finished_at) "
+        "SELECT %s, 'diagram', 'done', now() FROM generate_series(1, 50000)",
+        (company_id,),
+    )
+    conn.execute("ALTER TABLE content_jobs ENABLE TRIGGER USER")
+    conn.execute(
+        "INSERT INTO content_jobs (company_id, job_type) "
+        "SELECT %s, 'diagram' FROM generate_series(1, 300)",
+        (company_id,),
+    )
+    conn.execute("ANALYZE content_jobs")  # no job running yet
+    claim = {"worker_id": "w", "job_types": ["diagram"], "limit": 300, "lease_seconds": 30}
+    rows = conn.execute(store.query("claim_jobs"), claim).fetchall()
+    ids = [row[0] for row in rows]
+    empty: list[None] = [None] * len(ids)
+    params = {
+        "worker_id": "w",
+        "reason": "",
+        "job_ids": ids,
+        "attempts": [1] * len(ids),
+        "statuses": ["done"] * len(ids),
+        "refunds": [False] * len(ids),
+        "lease_seconds": 30,
+        **dict.fromkeys(
+            ["error_messages", "run_ats", "asset_ids", "providers", "object_keys"], empty
+        ),
+        **dict.fromkeys(["content_types", "byte_sizes", "sha256s", "filenames"], empty),
+        "progress": [Jsonb({"step": 1})] * len(ids),
+    }
+    conn.execute("SET enable_seqscan = off")  # as worker sessions do
+    plan = conn.execute(f"EXPLAIN (FORMAT JSON) {store.query(name)}", params).fetchone()
+    assert plan is not None
+    text = json.dumps(plan[0])
+    assert "content_jobs_pkey" in text
+    assert "content_jobs_lease_idx" not in text
+    assert "content_jobs_company_status_idx" not in text
 
 
 def test_reading_new_events_does_not_scan_the_whole_log(conn: Conn, company_id: uuid.UUID) -> None:

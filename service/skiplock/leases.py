@@ -37,7 +37,11 @@ class HeldJob:
     row: dict[str, Any]
     lease_deadline: float  # time.monotonic() after which the lease may have run out
     running: bool = True  # the handler has not returned yet
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    # Resolved by stop(). A bare future, not an Event: the runner races it against the
+    # handler directly, without a waiter task per job.
+    stopped: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
     stop_reason: str | None = None  # canceled | lease_lost | shutdown, once stopped
     started: float = field(default_factory=time.monotonic)
 
@@ -46,7 +50,8 @@ class HeldJob:
         if not self.running or self.stop_reason is not None:
             return False
         self.stop_reason = reason
-        self.stopped.set()
+        if not self.stopped.done():
+            self.stopped.set_result(None)
         return True
 
     @property

@@ -103,7 +103,7 @@ class Runner:
             handler = asyncio.ensure_future(job_type.handler(ctx, params))
         else:
             handler = _in_thread(job_type.handler, ctx, params, name=f"skiplock-{ctx.job_id}")
-        stop = asyncio.ensure_future(job.stopped.wait())
+        stop = job.stopped
         try:
             timeout = _timeout(job, job_type)
             await asyncio.wait({handler, stop}, timeout=timeout, return_when="FIRST_COMPLETED")
@@ -118,7 +118,6 @@ class Runner:
                 raise _Stopped
             raise TimeoutError
         finally:
-            stop.cancel()
             if handler.done() and not handler.cancelled():
                 handler.exception()  # retrieved: an abandoned handler's error is not "lost"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -60,6 +61,15 @@ class WorkerOptions:
     concurrency: int = 10
     job_types: tuple[str, ...] = ()  # empty: every registered type
     grace: float = 8.0
+
+
+def tune_gc() -> None:
+    """Start-up objects (modules, handlers, settings) live as long as the process: freeze
+    them out of every collection, and collect the young generation less often. A busy
+    worker allocates rows, tasks and futures by the thousand; with the default threshold
+    (700) collections took 9% of a no-op drain's CPU (py-spy --native)."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def new_worker_id() -> str:

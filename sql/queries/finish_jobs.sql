@@ -34,7 +34,10 @@ finished AS (
     WHERE j.id = o.id
       AND j.attempts = o.attempt
       AND j.locked_by = %(worker_id)s
-      AND j.status = 'running'
+      -- IS TRUE hides this test from the planner's index matching: as a plain
+      -- status = 'running' it let stale statistics ("no job runs") walk every running
+      -- job by index and join each to the whole batch, quadratic in the batch.
+      AND (j.status = 'running') IS TRUE
     RETURNING j.id, j.company_id, j.source_task_id, j.result_asset_id
 ),
 stored AS (
