@@ -113,6 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
     key_revoke = key_commands.add_parser("revoke", help="revoke an API key")
     key_revoke.add_argument("key_id")
     key_revoke.set_defaults(run=_run_key_revoke)
+
+    bench = commands.add_parser(
+        "bench", help="benchmark against PgQueuer, procrastinate and chancy (source checkout)"
+    )
+    bench.add_argument("--quick", action="store_true", help="1 repetition, short windows (< 3 min)")
+    bench.add_argument(
+        "--no-peers", action="store_true", help="skiplock and the Postgres ceiling only"
+    )
+    bench.add_argument(
+        "--jobs", type=_positive_int, help="jobs per drain and enqueue (default 20000; 2000 quick)"
+    )
+    bench.add_argument("--repeat", type=_positive_int, help="repetitions (default 3; 1 quick)")
+    bench.add_argument("--out", type=Path, help="report to write (default bench/RESULTS.md)")
+    bench.add_argument(
+        "--only", metavar="CASES", help="a subset of drain,wakeup,enqueue,http,sse,ceiling"
+    )
+    bench.set_defaults(run=_run_bench)
     return parser
 
 
@@ -217,7 +234,7 @@ async def _check_database(url: str) -> None:
 
 def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
     from skiplock import handlers, logs
-    from skiplock.worker import Worker, WorkerOptions, run_until_signalled, served_types
+    from skiplock.worker import Worker, WorkerOptions, run_until_signalled, served_types, tune_gc
 
     logs.configure(settings.log_level)
     handlers.load_handler_modules([*settings.handlers, *args.handlers])
@@ -225,6 +242,7 @@ def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
     options = WorkerOptions(
         concurrency=args.concurrency, job_types=served_types(args.types), grace=args.grace
     )
+    tune_gc()
 
     async def run() -> None:
         await run_until_signalled(Worker(settings, options))
@@ -244,3 +262,33 @@ def _run_dev(settings: Settings, args: argparse.Namespace) -> int:
     from skiplock.dev import run_dev
 
     return run_dev(settings, data_dir=args.data_dir, host=args.host, port=args.port)
+
+
+BENCH_NEEDS_CHECKOUT = (
+    "skiplock bench needs a source checkout of skiplock (bench/ not found); run it from a clone"
+)
+
+
+def _run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    """Run bench/suite.py of this checkout in a child Python; its exit status is ours."""
+    import subprocess
+
+    suite = _bench_suite()
+    if suite is None:
+        raise ConfigError(BENCH_NEEDS_CHECKOUT)
+    passed = ["--quick"] * args.quick + ["--no-peers"] * args.no_peers
+    for flag, value in (("--jobs", args.jobs), ("--repeat", args.repeat), ("--only", args.only)):
+        passed += [flag, str(value)] if value is not None else []
+    if args.out is not None:
+        passed += ["--out", str(args.out.resolve())]
+    return subprocess.call([sys.executable, str(suite), *passed])  # noqa: S603
+
+
+def _bench_suite() -> Path | None:
+    """bench/suite.py under the current directory, else beside the imported package."""
+    import skiplock
+
+    for root in (Path.cwd(), Path(skiplock.__file__).resolve().parents[2]):
+        if (root / "bench" / "suite.py").is_file():
+            return root / "bench" / "suite.py"
+    return None
