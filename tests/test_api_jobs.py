@@ -93,6 +93,27 @@ async def test_body_errors_415_413_400_422(api: Api) -> None:
     assert api.sql("SELECT count(*) FROM skiplock.content_jobs") == [(0,)]  # nothing half-written
 
 
+async def test_body_checks_at_their_edges(api: Api) -> None:
+    """The storable checks agree whether the JSON text lets them skip the walk or not."""
+    path = f"{api.acme.prefix}/content-jobs"
+    headers = {**api.acme.headers, "Content-Type": "application/json"}
+
+    async def post(content: bytes) -> int:
+        return (await api.client.post(path, content=content, headers=headers)).status_code
+
+    def nested(lists: int) -> bytes:  # the body and input objects are 2 levels already
+        return b'{"jobType": "noop", "input": {"a": ' + b"[" * lists + b"]" * lists + b"}}"
+
+    assert await post(nested(62)) == 202  # 64 deep: the limit
+    assert await post(nested(63)) == 422  # 65 deep
+    brackets_in_a_string = b'{"jobType": "noop", "input": {"a": "' + b"[{" * 100 + b'"}}'
+    assert await post(brackets_in_a_string) == 202
+    assert await post(b'{"jobType": "noop", "input": {"\\u0000": 1}}') == 422
+    assert await post(b'{"jobType": "noop", "input": {"a": "\\\\u0000"}}') == 202  # \ + u0000
+    assert await post(b'{"jobType": "noop", "input": {"a": "\\u00e9"}}') == 202
+    assert await post('\ufeff{"jobType": "noop"}'.encode()) == 400  # a UTF-8 BOM
+
+
 async def test_idempotency_same_body_same_job_other_body_409(api: Api) -> None:
     path = f"{api.acme.prefix}/content-jobs"
     headers = {**api.acme.headers, "Idempotency-Key": "k-1"}

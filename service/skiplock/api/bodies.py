@@ -33,16 +33,39 @@ async def read_json(request: Request) -> Any:
         if len(body) > MAX_BODY_BYTES:  # refused while reading, never buffered whole
             raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes (1 MiB)")
     try:
-        text = bytes(body).decode("utf-8")
-        value = json.loads(text, parse_constant=_no_constants)
+        text = body.decode("utf-8")
+        value = _loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ApiError(400, f"the body is not valid JSON ({_reason(exc)})") from None
-    check_storable(value)
+    if not _plainly_storable(text):
+        check_storable(value)
     return value
 
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+_BOM = "\ufeff"
+
+
+def _loads(text: str) -> Any:
+    """json.loads(text, parse_constant=_no_constants), but with one decoder made once:
+    json.loads builds a new decoder (and scanner) on every call given an argument."""
+    if text.startswith(_BOM):  # what json.loads refuses before decoding
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODER.decode(text)
+
+
+def _plainly_storable(text: str) -> bool:
+    """True when the JSON text alone shows check_storable would pass, without a walk.
+
+    A NUL or a lone surrogate can only reach a parsed string through a \\u escape: the
+    decoder refuses raw control characters, and valid UTF-8 never decodes to a surrogate.
+    And nesting N deep takes at least N brackets or braces (strings can only add more).
+    """
+    return "\\u" not in text and text.count("[") + text.count("{") <= MAX_DEPTH
 
 
 def _reason(exc: BaseException) -> str:

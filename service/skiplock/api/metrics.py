@@ -123,10 +123,21 @@ class AppMetrics:
             registry=self.registry,
         )
         self.registry.register(NotifierCollector(app))
+        # The labelled children by (route, method, status): labels() takes a lock and
+        # rebuilds the label tuple on every call. The set is small (see the module doc).
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.duration.labels(route, method).observe(seconds)
+        children = self._children.get((route, method, status))
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.duration.labels(route, method),
+            )
+            self._children[(route, method, status)] = children
+        requests, duration = children
+        requests.inc()
+        duration.observe(seconds)
 
 
 def app_metrics(app: Starlette) -> AppMetrics:
