@@ -6,8 +6,11 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from api_harness import Api, running_api
 
@@ -136,6 +139,83 @@ async def test_idempotency_same_body_same_job_other_body_409(api: Api) -> None:
         headers={**api.other.headers, "Idempotency-Key": "k-1"},
     )
     assert theirs.status_code == 202 and theirs.json()["jobId"] != first.json()["jobId"]
+
+
+async def test_concurrent_submits_share_statements_and_each_gets_its_own_job(api: Api) -> None:
+    writer = api.app_state().submits
+    before = writer.statements
+    path = f"{api.acme.prefix}/content-jobs"
+    answers = await asyncio.gather(
+        *(
+            api.client.post(
+                path,
+                json={"jobType": "echo", "input": {"text": str(i)}, "sourceTaskId": f"t{i}"},
+                headers=api.acme.headers,
+            )
+            for i in range(40)
+        )
+    )
+    assert all(a.status_code == 202 for a in answers)
+    job_ids = [a.json()["jobId"] for a in answers]
+    assert len(set(job_ids)) == 40
+    rows = dict(
+        api.sql(
+            "SELECT id::text, input->>'text' || '/' || source_task_id FROM skiplock.content_jobs "
+            "WHERE id = ANY(%s::uuid[])",
+            (job_ids,),
+        )
+    )
+    assert [rows[j] for j in job_ids] == [f"{i}/t{i}" for i in range(40)]  # each its own
+    assert writer.statements - before < 40  # submits that arrived together went in together
+
+
+async def test_a_batch_with_a_bad_row_fails_only_that_row(api: Api) -> None:
+    writer = api.app_state().submits
+
+    def params(company_id: uuid.UUID, key: str | None = None) -> dict[str, Any]:
+        return {
+            "id": uuid.uuid4(),
+            "company_id": company_id,
+            "job_type": "noop",
+            "input": Jsonb({}),
+            "source_task_id": None,
+            "priority": 0,
+            "run_at": None,
+            "max_attempts": 3,
+            "timeout_seconds": None,
+            "idempotency_key": key,
+            "request_sha256": None,
+        }
+
+    # Two submits with one idempotency key in the same statement: the first gets the row.
+    # (The first of each gather is written alone, at once; the others wait and go together.)
+    first, second = params(api.acme.company_id, "k-batch"), params(api.acme.company_id, "k-batch")
+    before = writer.statements
+    same_key = await asyncio.gather(
+        writer.insert(params(api.acme.company_id)), writer.insert(first), writer.insert(second)
+    )
+    assert writer.statements - before == 2
+    assert same_key[1] is not None and same_key[1]["id"] == first["id"]
+    assert same_key[2] is None  # the key was taken: its caller reads the job that holds it
+
+    good, vanished, also_good = (
+        params(api.acme.company_id),
+        params(uuid.uuid4()),  # no such company: the foreign key refuses this row
+        params(api.acme.company_id),
+    )
+    before = writer.statements
+    results = await asyncio.gather(
+        *(writer.insert(p) for p in (params(api.acme.company_id), good, vanished, also_good)),
+        return_exceptions=True,
+    )
+    assert writer.statements - before == 5  # 1 alone; 3 refused together, then one by one
+    assert isinstance(results[2], psycopg.errors.ForeignKeyViolation)
+    assert [r["id"] for r in (results[1], results[3])] == [good["id"], also_good["id"]]
+    stored = api.sql(
+        "SELECT count(*) FROM skiplock.content_jobs WHERE id = ANY(%s)",
+        ([good["id"], also_good["id"]],),
+    )
+    assert stored == [(2,)]
 
 
 async def test_list_is_newest_first_with_keyset_cursor_and_filters(api: Api) -> None:

@@ -212,6 +212,12 @@ async def insert_job(conn: AsyncConnection[Any], params: dict[str, Any]) -> Row 
     return await _one(conn, "insert_job", params, prepare=True)  # the submit hot path
 
 
+async def insert_jobs(conn: AsyncConnection[Any], params: dict[str, list[Any]]) -> list[Row]:
+    """The rows inserted; a job whose idempotency key was taken has none (see
+    find_job_by_idempotency_key)."""
+    return await _all(conn, query("insert_jobs"), params)  # the submit hot path
+
+
 async def find_job_by_idempotency_key(
     conn: AsyncConnection[Any], company_id: uuid.UUID, key: str
 ) -> Row | None:

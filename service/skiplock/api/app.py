@@ -26,6 +26,7 @@ from skiplock.api import assets, jobs, metrics, openapi, streams
 from skiplock.api.auth import Authenticator
 from skiplock.api.errors import exception_handlers
 from skiplock.api.notifier import Notifier
+from skiplock.api.submits import SubmitWriter
 from skiplock.handlers import Registry, registry
 from skiplock.settings import Settings
 from skiplock.storage import LocalDiskStorage, Storage
@@ -75,6 +76,7 @@ def create_app(
         )
         app.state.pool = pool
         app.state.auth = Authenticator(pool)
+        app.state.submits = SubmitWriter(pool)
         app.state.notifier = Notifier(database_url, pool)
         notifying = asyncio.create_task(app.state.notifier.run())
         try:

@@ -88,6 +88,7 @@ async def submit_job(request: Request) -> JSONResponse:
     idempotency_key = _idempotency_key(request)
     request_sha256 = _canonical_sha256(fields) if idempotency_key else None
     params = {
+        "id": uuid.uuid4(),
         "company_id": auth.company_id,
         "job_type": fields["jobType"],
         "input": Jsonb(fields["input"]),
@@ -99,15 +100,14 @@ async def submit_job(request: Request) -> JSONResponse:
         "idempotency_key": idempotency_key,
         "request_sha256": request_sha256,
     }
-    async with request.app.state.pool.connection() as conn:
-        row = await store.insert_job(conn, params)
-        if row is None and idempotency_key is not None:  # the key is taken: replay or conflict
+    row = await request.app.state.submits.insert(params)
+    if row is None and idempotency_key is not None:  # the key is taken: replay or conflict
+        async with request.app.state.pool.connection() as conn:
             row = await store.find_job_by_idempotency_key(conn, auth.company_id, idempotency_key)
-            if row is not None and row["idempotency_request_sha256"] != request_sha256:
-                raise ApiError(
-                    409,
-                    "this Idempotency-Key was already used with a different request body",
-                )
+        if row is not None and row["idempotency_request_sha256"] != request_sha256:
+            raise ApiError(
+                409, "this Idempotency-Key was already used with a different request body"
+            )
     if row is None:  # keys are never deleted, so only a vanished row could lead here
         raise ApiError(409, "this Idempotency-Key is held by a job that no longer exists")
     location = f"/companies/{auth.company_id}/content-jobs/{row['id']}"
@@ -237,6 +237,7 @@ async def list_jobs(request: Request) -> JSONResponse:
     if "\x00" in (job_type or "") + (source_task_id or ""):
         raise ApiError(422, "query values cannot contain NUL characters")
     params = {
+        "id": uuid.uuid4(),
         "company_id": auth.company_id,
         "status": status,
         "job_type": job_type,
