@@ -25,7 +25,7 @@ import run as worker_bench  # noqa: E402  (bench/worker/run.py)
 
 from skiplock import db  # noqa: E402
 
-PROFILES = {"default": 10, "raised": 50}  # worker --concurrency
+PROFILES = {"default": 10, "raised": 100}  # worker --concurrency
 BATCH = 1000
 
 

@@ -104,8 +104,8 @@ class Worker:
         self._held: dict[uuid.UUID, HeldJob] = {}
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._doorbell = asyncio.Event()
-        self._slot_freed = asyncio.Event()
+        self._doorbell = _Signal()
+        self._slot_freed = _Signal()
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._next_retry: float | None = None  # monotonic time of the earliest retry we set
@@ -122,6 +122,8 @@ class Worker:
         if self._stopping.is_set():
             self._hurry.set()
         self._stopping.set()
+        self._doorbell.set()  # wake the claim loop, wherever it waits
+        self._slot_freed.set()
 
     async def run(self) -> None:
         """Work until stop(); then finish or hand back running jobs and return."""
@@ -230,11 +232,11 @@ class Worker:
     async def _claim_loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
-            await asyncio.sleep(0)  # let handlers that just finished free their slots
             free = self.options.concurrency - self._running
             if free <= 0:
                 self._slot_freed.clear()
-                await _first_of(self._slot_freed, self._stopping)
+                await self._slot_freed.wait()
+                await asyncio.sleep(0)  # let the other handlers finishing now free theirs too
                 continue
             self._doorbell.clear()
             try:
@@ -250,7 +252,7 @@ class Worker:
                 log.info("claiming works again")
             failures = 0
             if claimed < free:
-                await _first_of(self._doorbell, self._stopping, timeout=self._poll_timeout())
+                await self._doorbell.wait(timeout=self._poll_timeout())
 
     async def _claim(self, limit: int) -> int:
         sent = time.monotonic()
@@ -341,6 +343,46 @@ class Worker:
         job = self._held.get(job_id)
         if job is not None and job.stop(reason):
             log.warning("job stopping %s", _JobFields(job, reason=reason))
+
+
+class _Signal:
+    """A flag the claim loop sleeps on (a doorbell, a freed slot), like asyncio.Event but
+    for one waiter, woken directly: set() resolves the waiting future, with no task per
+    wait and no extra loop turns on the way from a NOTIFY to the claim (wake-up latency)."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self, timeout: float | None = None) -> None:
+        """Return once set, or after timeout."""
+        if self._set:
+            return
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(timeout, _resolve, waiter) if timeout is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class _JobFields:
