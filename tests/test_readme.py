@@ -69,6 +69,9 @@ def test_quickstart_runs_as_written_in_a_fresh_venv(clean_copy: Path) -> None:
         assert pgdata == clean_copy / ".skiplock" / "pgdata"
         with urllib.request.urlopen(f"{dev.lines['url']}/healthz", timeout=10) as response:
             assert response.status == 200
+        # The dashboard's files are in the wheel (package data), not only in the checkout.
+        with urllib.request.urlopen(f"{dev.lines['url']}/ui/app.js", timeout=10) as response:
+            assert response.status == 200 and b"EventSource" in response.read()
     finally:
         assert stop_dev(dev) == 0
     assert postgres_processes(pgdata) == []

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 from psycopg import AsyncConnection
 
 from skiplock import db, keys
+from skiplock.cli_jobs import add_jobs_commands
+from skiplock.cli_submit import add_submit_command
 from skiplock.errors import ConfigError, SkiplockError
 from skiplock.settings import Settings, load_settings
 
@@ -130,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", metavar="CASES", help="a subset of drain,wakeup,enqueue,http,sse,ceiling"
     )
     bench.set_defaults(run=_run_bench)
+
+    add_submit_command(commands)  # cli_submit.py: a job through the HTTP API
+    add_jobs_commands(commands)  # cli_jobs.py: jobs in DATABASE_URL, for operators
     return parser
 
 
@@ -252,10 +257,13 @@ def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _warn_missing_renderers() -> None:
-    from skiplock.builtin import diagram
+    from skiplock.builtin import diagram, video
 
     if not diagram.dot_available():
         print(f"skiplock: warning: {diagram.MISSING_DOT}; diagram jobs will fail", file=sys.stderr)
+    missing_for_video = video.missing_programs()
+    if missing_for_video is not None:
+        print(f"skiplock: warning: {missing_for_video}; video jobs will fail", file=sys.stderr)
 
 
 def _run_dev(settings: Settings, args: argparse.Namespace) -> int:

@@ -248,6 +248,19 @@ async def retry_job(
     return await _one(conn, "retry_job", {"company_id": company_id, "job_id": job_id})
 
 
+async def find_any_job(conn: AsyncConnection[Any], job_id: uuid.UUID) -> Row | None:
+    """A job by id alone, for operators (the API always scopes by company)."""
+    return await _one(conn, "find_any_job", {"job_id": job_id})
+
+
+async def list_any_jobs(conn: AsyncConnection[Any], params: dict[str, Any]) -> list[Row]:
+    """Newest jobs, of one company or all, for operators: company_id, status, job_type
+    (each None for any) and limit."""
+    async with conn.cursor(row_factory=dict_row) as cur:  # run once: not worth preparing
+        await cur.execute(query("list_any_jobs"), params)
+        return await cur.fetchall()
+
+
 async def company_stats(conn: AsyncConnection[Any], company_id: uuid.UUID) -> list[Row]:
     return await _all(conn, query("company_stats"), {"company_id": company_id})
 

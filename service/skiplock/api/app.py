@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from skiplock import db, store
-from skiplock.api import assets, jobs, metrics, openapi, streams
+from skiplock.api import assets, jobs, metrics, openapi, streams, ui
 from skiplock.api.auth import Authenticator
 from skiplock.api.errors import exception_handlers
 from skiplock.api.notifier import Notifier
@@ -55,6 +55,7 @@ def routes() -> list[Route]:
             assets.get_asset_content,
             methods=["GET", "HEAD"],
         ),
+        *ui.routes(),
     ]
 
 

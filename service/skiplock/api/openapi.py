@@ -326,6 +326,13 @@ def _content_responses(method: str) -> dict[str, Schema]:
     return responses
 
 
+def _file(description: str, media_type: str) -> dict[str, Schema]:
+    """The answers of a dashboard file: 200 with the file, nothing else."""
+    return {
+        "200": {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+    }
+
+
 # ------------------------------------------------------------------------------------------
 # The routes
 # ------------------------------------------------------------------------------------------
@@ -480,6 +487,27 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         READ_ERRORS,
         ("companyId", "assetId", "token", "Range", "If-Range", "If-None-Match"),
         KEY_OR_TOKEN,
+    ),
+    ("GET", "/ui"): Operation(
+        "dashboard",
+        "The dashboard: a page that lists a company's jobs and follows them live",
+        "dashboard",
+        _file("The page; it asks for an API key and keeps it in sessionStorage", "text/html"),
+        security=OPEN,
+    ),
+    ("GET", "/ui/app.js"): Operation(
+        "dashboardScript",
+        "The dashboard's script",
+        "dashboard",
+        _file("JavaScript", "text/javascript"),
+        security=OPEN,
+    ),
+    ("GET", "/ui/app.css"): Operation(
+        "dashboardStyle",
+        "The dashboard's stylesheet",
+        "dashboard",
+        _file("CSS", "text/css"),
+        security=OPEN,
     ),
     ("HEAD", f"{ASSET}/content"): Operation(
         "headAssetContent",

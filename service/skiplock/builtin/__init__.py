@@ -3,6 +3,6 @@
 Importing this package registers them; workers and the API always load it.
 """
 
-from skiplock.builtin import diagram
+from skiplock.builtin import diagram, video
 
-__all__ = ["diagram"]
+__all__ = ["diagram", "video"]

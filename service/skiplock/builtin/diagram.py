@@ -38,6 +38,8 @@ SCHEMA: dict[str, Any] = {
     },
     "required": ["source"],
     "additionalProperties": False,
+    # The dashboard's submit form starts from the first example.
+    "examples": [{"source": "digraph { submit -> render -> done }", "format": "svg"}],
 }
 
 MISSING_DOT = (

@@ -1,0 +1,143 @@
+"""`skiplock jobs list|show|cancel|retry`: jobs straight in DATABASE_URL, for operators.
+
+No API and no key: whoever holds DATABASE_URL sees every company. Cancel and retry run the
+API's own statements (cancel_job.sql, retry_job.sql), so they fire the same events and a
+running handler stops the same way; only finding the job by its id alone is the
+operators' own query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from psycopg import AsyncConnection
+
+from skiplock import db, store
+from skiplock.api.jobs import STATUSES, job_json
+from skiplock.errors import ConfigError, NotFound, SkiplockError
+from skiplock.settings import Settings
+
+T = TypeVar("T")
+DEFAULT_LIMIT = 50
+
+
+class JobStateError(SkiplockError):
+    """The job is not in a state that allows the change asked for."""
+
+
+def add_jobs_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    jobs = commands.add_parser("jobs", help="list, show, cancel or retry jobs in DATABASE_URL")
+    actions = jobs.add_subparsers(metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="the newest jobs, of every company or one")
+    listing.add_argument("--company", metavar="ID", help="only this company's jobs")
+    listing.add_argument("--status", choices=STATUSES, help="only jobs in this status")
+    listing.add_argument("--type", dest="job_type", metavar="T", help="only this job type")
+    listing.add_argument(
+        "--limit", type=_limit, default=DEFAULT_LIMIT, help=f"at most N (default {DEFAULT_LIMIT})"
+    )
+    listing.set_defaults(run=run_list)
+    for name, run, what in (
+        ("show", run_show, "print a job"),
+        ("cancel", run_cancel, "cancel a queued or running job (its handler stops)"),
+        ("retry", run_retry, "queue a failed or canceled job again, attempts reset"),
+    ):
+        action = actions.add_parser(name, help=what)
+        action.add_argument("job_id", metavar="JOB_ID")
+        action.set_defaults(run=run)
+
+
+def _limit(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return int(value)
+
+
+def run_list(settings: Settings, args: argparse.Namespace) -> int:
+    params = {
+        "company_id": _uuid(args.company, "company id") if args.company else None,
+        "status": args.status,
+        "job_type": args.job_type,
+        "limit": args.limit,
+    }
+    rows = _on_database(settings, lambda conn: store.list_any_jobs(conn, params))
+    for row in rows:  # JSON Lines: one job per line, newest first
+        print(json.dumps(job_json(row)))
+    return 0
+
+
+def run_show(settings: Settings, args: argparse.Namespace) -> int:
+    job_id = _uuid(args.job_id, "job id")
+    _print_job(_on_database(settings, lambda conn: _existing_job(conn, job_id)))
+    return 0
+
+
+def run_cancel(settings: Settings, args: argparse.Namespace) -> int:
+    job_id = _uuid(args.job_id, "job id")
+    _print_job(_on_database(settings, lambda conn: _cancel(conn, job_id)))
+    return 0
+
+
+def run_retry(settings: Settings, args: argparse.Namespace) -> int:
+    job_id = _uuid(args.job_id, "job id")
+    _print_job(_on_database(settings, lambda conn: _retry(conn, job_id)))
+    return 0
+
+
+async def _cancel(conn: AsyncConnection[Any], job_id: uuid.UUID) -> store.Row:
+    """Canceled now, or already (unchanged, as the API answers); else JobStateError."""
+    job = await _existing_job(conn, job_id)
+    row = await store.cancel_job(conn, job["company_id"], job_id)
+    if row is not None:
+        return row
+    job = await _existing_job(conn, job_id)
+    if job["status"] != "canceled":
+        raise JobStateError(
+            f"skiplock: job {job_id} is already {job['status']}; "
+            "only queued or running jobs can be canceled"
+        )
+    return job
+
+
+async def _retry(conn: AsyncConnection[Any], job_id: uuid.UUID) -> store.Row:
+    job = await _existing_job(conn, job_id)
+    row = await store.retry_job(conn, job["company_id"], job_id)
+    if row is None:
+        status = (await _existing_job(conn, job_id))["status"]
+        raise JobStateError(
+            f"skiplock: job {job_id} is {status}; only failed or canceled jobs can be retried"
+        )
+    return row
+
+
+async def _existing_job(conn: AsyncConnection[Any], job_id: uuid.UUID) -> store.Row:
+    row = await store.find_any_job(conn, job_id)
+    if row is None:
+        raise NotFound(f"skiplock: no job with id {job_id}")
+    return row
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ConfigError(f"skiplock: {value!r} is not a {what} (expected a UUID)") from None
+
+
+def _print_job(row: store.Row) -> None:
+    print(json.dumps(job_json(row)))
+
+
+def _on_database(settings: Settings, action: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+    """Run one action on one autocommit connection (as cli.py's admin commands do)."""
+
+    async def run() -> T:
+        conn = await db.connect_async(settings.require_database_url())
+        async with conn:
+            return await action(conn)
+
+    return asyncio.run(run())

@@ -1,0 +1,203 @@
+"""Client: the skiplock API from synchronous code, on httpx.Client.
+
+Only the I/O is here; what to send and how to read the answers is in protocol.py and
+sse.py, shared with AsyncClient.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from skiplock.client import protocol
+from skiplock.client.config import ClientConfig
+from skiplock.client.download import PartialDownload
+from skiplock.client.errors import Unavailable
+from skiplock.client.protocol import Call, JobDict
+from skiplock.client.sse import Event, EventFollower
+
+
+class Client:
+    """`Client(base_url, api_key, company_id)`: one company's jobs, events and assets.
+
+    Use it as a context manager, or call close(). Errors: skiplock.client.ApiError (and its
+    subclasses per status) for the API's error answers, ConnectionFailed when the API
+    cannot be reached.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        company_id: uuid.UUID | str,
+        *,
+        timeout: float = 30.0,
+        reconnect_for: float | None = 300.0,
+    ) -> None:
+        self._config = ClientConfig(base_url, api_key, company_id, timeout, reconnect_for)
+        self.routes = self._config.routes
+        self._http = httpx.Client(**self._config.httpx_options())
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        job_type: str,
+        input: Mapping[str, Any] | None = None,  # the API's field name
+        *,
+        source_task_id: str | None = None,
+        priority: int | None = None,
+        run_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+        max_attempts: int | None = None,
+        timeout_seconds: int | None = None,
+    ) -> JobDict:
+        """Submit a job: the 202 answer, `{"jobId", "status", "createdAt"}`."""
+        call = self.routes.submit(
+            job_type,
+            input,
+            source_task_id=source_task_id,
+            priority=priority,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout_seconds,
+            idempotency_key=idempotency_key,
+        )
+        result: JobDict = self._call(call)
+        return result
+
+    def get(self, job_id: str) -> JobDict:
+        result: JobDict = self._call(self.routes.job(job_id))
+        return result
+
+    def list(
+        self,
+        status: str | None = None,
+        job_type: str | None = None,
+        source_task_id: str | None = None,
+        limit: int | None = None,
+        *,
+        page_size: int = protocol.DEFAULT_PAGE_SIZE,
+    ) -> Iterator[JobDict]:
+        """The company's jobs, newest first, at most `limit` (None: all), fetched
+        `page_size` at a time as the iteration goes."""
+        pager = protocol.Pager(
+            self.routes,
+            status=status,
+            job_type=job_type,
+            source_task_id=source_task_id,
+            limit=limit,
+            page_size=page_size,
+        )
+        while (call := pager.next_call()) is not None:
+            yield from pager.take(self._call(call))
+
+    def cancel(self, job_id: str) -> JobDict:
+        result: JobDict = self._call(self.routes.cancel(job_id))
+        return result
+
+    def retry(self, job_id: str) -> JobDict:
+        result: JobDict = self._call(self.routes.retry(job_id))
+        return result
+
+    # -- events ----------------------------------------------------------------------------
+
+    def events(
+        self, job_id: str | None = None, last_event_id: str | None = None
+    ) -> Iterator[Event]:
+        """The company's events (job_id None) or one job's, reconnecting by itself; see
+        the package docstring for `status` and `reset`."""
+        return self._follow(self._config.follower(job_id, last_event_id))
+
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        *,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> JobDict:
+        """Follow the job's stream until it is done, failed or canceled; the final job.
+        WaitTimeout after `timeout` seconds. on_event sees each event (progress, say)."""
+        for event in self._follow(self._config.follower(job_id, None, timeout=timeout)):
+            if on_event is not None:
+                on_event(event)
+        return self.get(job_id)
+
+    def _follow(self, follower: EventFollower) -> Iterator[Event]:
+        while not follower.finished:
+            try:
+                with self._http.stream(
+                    "GET",
+                    follower.path,
+                    headers=follower.headers(),
+                    timeout=self._config.stream_timeout(follower),
+                ) as response:
+                    if response.status_code != 200:
+                        protocol.decode(response.status_code, response.read())
+                    follower.opened()
+                    for line in response.iter_lines():
+                        yield from follower.feed(line)
+                        if follower.finished:
+                            return
+                follower.ended()
+            except httpx.TransportError as exc:
+                follower.dropped(protocol.connection_failed(self._config.base_url, exc))
+            except Unavailable as exc:
+                follower.dropped(exc)
+            if not follower.finished:
+                time.sleep(follower.delay())
+
+    # -- assets ----------------------------------------------------------------------------
+
+    def asset(self, asset_id: str) -> JobDict:
+        """An asset's metadata: id, contentType, byteSize, sha256, originalFilename, …"""
+        result: JobDict = self._call(self.routes.asset(asset_id))
+        return result
+
+    def download(self, asset_id: str, path: str | os.PathLike[str]) -> Path:
+        """Stream the asset to `path` (or into it, when it is a directory), check its
+        sha256; ChecksumMismatch, with nothing left on disk, when it differs."""
+        content = self.routes.asset_content(asset_id)
+        with PartialDownload(path, self.asset(asset_id)) as part:
+            try:
+                with self._http.stream(content.method, content.path) as response:
+                    if response.status_code != 200:
+                        protocol.decode(response.status_code, response.read())
+                    for chunk in response.iter_bytes():
+                        part.write(chunk)
+            except httpx.TransportError as exc:
+                raise protocol.connection_failed(self._config.base_url, exc) from exc
+            return part.finish()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _call(self, call: Call) -> Any:
+        try:
+            response = self._http.request(
+                call.method, call.path, params=call.params, json=call.body, headers=call.headers
+            )
+        except httpx.TransportError as exc:
+            raise protocol.connection_failed(self._config.base_url, exc) from exc
+        return protocol.decode(response.status_code, response.content)
