@@ -47,6 +47,17 @@ async def test_submit_answers_202_with_location_and_the_job_reads_back(api: Api)
     }  # fmt: skip
 
 
+async def test_whoami_names_the_keys_company(api: Api) -> None:
+    answer = await api.client.get("/whoami", headers=api.acme.headers)
+    assert answer.status_code == 200
+    assert answer.json() == {"companyId": str(api.acme.company_id), "keyId": str(api.acme.key_id)}
+    theirs = await api.client.get("/whoami", headers=api.other.headers)
+    assert theirs.json()["companyId"] == str(api.other.company_id)
+    assert (await api.client.get("/whoami")).status_code == 401
+    bad = await api.client.get("/whoami", headers={"Authorization": "Bearer sk_nope"})
+    assert bad.status_code == 401
+
+
 async def test_auth_order_401_404_403(api: Api) -> None:
     path = f"{api.acme.prefix}/content-jobs"
     assert (await api.client.get(path)).status_code == 401

@@ -56,6 +56,17 @@ async def test_submit_prints_the_job_and_leaves_it_queued(api: Api, tmp_path: Pa
     assert stored == [({"text": "from a file"},)]
 
 
+async def test_submit_without_a_company_id_learns_it_from_the_key(api: Api) -> None:
+    env = {**client_env(api, api.other), "SKIPLOCK_COMPANY_ID": None}
+    result = await asyncio.to_thread(run_cli, "submit", "noop", env=env)
+    assert result.returncode == 0, result.stderr
+    [answer] = json_lines(result.stdout)
+    stored = api.sql(
+        "SELECT company_id FROM skiplock.content_jobs WHERE id = %s", (answer["jobId"],)
+    )
+    assert stored == [(api.other.company_id,)]
+
+
 async def test_submit_wait_out_saves_the_output_of_a_real_worker(api: Api, tmp_path: Path) -> None:
     out = tmp_path / "result.txt"
     async with running_worker(api.database_url, api.storage_dir):
@@ -114,8 +125,6 @@ def test_submit_to_a_down_api_or_without_a_key_is_one_line() -> None:
         run_cli("submit", "noop", env={"SKIPLOCK_API_KEY": None, "SKIPLOCK_COMPANY_ID": company})
     )
     assert "SKIPLOCK_API_KEY is not set" in no_key
-    no_company = one_line_error(run_cli("submit", "noop", env={**env, "SKIPLOCK_COMPANY_ID": None}))
-    assert "SKIPLOCK_COMPANY_ID is not set" in no_company
     flags = one_line_error(
         run_cli(
             "submit", "noop", "--url", "http://127.0.0.1:1", "--api-key", "k", "--company-id", "x"

@@ -53,6 +53,19 @@ def client_of(api: Api, tenant: Tenant | None = None, **options: Any) -> AsyncCl
     return AsyncClient(api.base_url, tenant.api_key, tenant.company_id, **options)
 
 
+async def test_a_client_without_company_id_asks_whoami(api: Api) -> None:
+    async with AsyncClient(api.base_url, api.other.api_key) as client:
+        job = await client.submit("noop")
+        assert (await client.get(job["jobId"]))["companyId"] == str(api.other.company_id)
+        assert [j["id"] async for j in client.list()] == [job["jobId"]]
+
+    def read_back() -> str:  # a thread: the API answers from this test's event loop
+        with Client(api.base_url, api.other.api_key) as sync:
+            return str(sync.get(job["jobId"])["id"])
+
+    assert await asyncio.to_thread(read_back) == job["jobId"]
+
+
 def event_ids_in_order(api: Api) -> list[str]:
     """The company's events as the log orders them (SPEC §2: by xid, then id)."""
     rows = api.sql(
@@ -374,7 +387,6 @@ async def test_the_readme_example_runs_as_written(
     assert match, "README lost its client example"
     monkeypatch.setenv("SKIPLOCK_URL", api.base_url)
     monkeypatch.setenv("SKIPLOCK_API_KEY", api.acme.api_key)
-    monkeypatch.setenv("SKIPLOCK_COMPANY_ID", str(api.acme.company_id))
     monkeypatch.chdir(tmp_path)
     async with running_worker(api.database_url, api.storage_dir):
         await asyncio.to_thread(exec, compile(match.group(1), "README.md", "exec"), {})

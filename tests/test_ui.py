@@ -88,7 +88,6 @@ async def dashboard(browser: Browser, name: str) -> AsyncIterator[Page]:
 async def sign_in(page: Page, api: Api) -> None:
     await page.goto(f"{api.base_url}/ui")
     await page.fill("#login-key", api.acme.api_key)
-    await page.fill("#login-company", str(api.acme.company_id))
     await page.click("#login-form button[type=submit]")
     await expect(page.locator("#conn")).to_have_text("live")
 

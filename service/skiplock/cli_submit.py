@@ -2,7 +2,8 @@
 API, with skiplock.client, as any client would submit it.
 
 Configured by SKIPLOCK_URL (default http://127.0.0.1:8000, where `serve` and `dev` listen),
-SKIPLOCK_API_KEY and SKIPLOCK_COMPANY_ID, or --url, --api-key and --company-id. Prints the
+SKIPLOCK_API_KEY (and optionally SKIPLOCK_COMPANY_ID, else the API names the key's
+company), or --url, --api-key and --company-id. Prints the
 submit answer as one JSON line; with --wait (or --out) follows the job's event stream with
 a progress bar on stderr, prints the final job as a second JSON line and exits 0 when it is
 done, 1 when it failed or was canceled. Every mistake is one line and exit 2.
@@ -42,7 +43,9 @@ def add_submit_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     submit.add_argument("--out", type=Path, metavar="FILE", help="wait, then save the output")
     submit.add_argument("--url", help=f"the API (SKIPLOCK_URL, default {DEFAULT_URL})")
     submit.add_argument("--api-key", help="the company's API key (SKIPLOCK_API_KEY)")
-    submit.add_argument("--company-id", help="the key's company (SKIPLOCK_COMPANY_ID)")
+    submit.add_argument(
+        "--company-id", help="the key's company (SKIPLOCK_COMPANY_ID; default: asked of the API)"
+    )
     submit.set_defaults(run=run_submit)
 
 
@@ -100,15 +103,14 @@ def _client(args: argparse.Namespace) -> api.Client:
             "skiplock: SKIPLOCK_API_KEY is not set; set it or pass --api-key "
             "(`skiplock dev` and `skiplock company create` print one)"
         )
-    if not company:
-        raise ConfigError(
-            "skiplock: SKIPLOCK_COMPANY_ID is not set; set it or pass --company-id "
-            "(the companyId printed with the key)"
-        )
-    try:
-        company_id = uuid.UUID(company)
-    except ValueError:
-        raise ConfigError(f"skiplock: {company!r} is not a company id (expected a UUID)") from None
+    company_id = None  # unset: the client asks GET /whoami
+    if company:
+        try:
+            company_id = uuid.UUID(company)
+        except ValueError:
+            raise ConfigError(
+                f"skiplock: {company!r} is not a company id (expected a UUID)"
+            ) from None
     if not url.startswith(("http://", "https://")):
         raise ConfigError(
             f"skiplock: {url!r} is not an http:// or https:// URL; check SKIPLOCK_URL"

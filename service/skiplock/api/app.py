@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from skiplock import db, store
 from skiplock.api import assets, jobs, metrics, openapi, streams, ui
-from skiplock.api.auth import Authenticator
+from skiplock.api.auth import Authenticator, whoami
 from skiplock.api.errors import exception_handlers
 from skiplock.api.notifier import Notifier
 from skiplock.api.submits import SubmitWriter
@@ -40,6 +40,7 @@ def routes() -> list[Route]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+        Route("/whoami", whoami, methods=["GET"]),
         Route(f"{COMPANY}/content-jobs", jobs.submit_job, methods=["POST"]),
         Route(f"{COMPANY}/content-jobs", jobs.list_jobs, methods=["GET"]),
         Route(f"{COMPANY}/content-jobs/{{jobId}}", jobs.get_job, methods=["GET"]),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from skiplock import keys
 from skiplock.api.errors import ApiError
@@ -126,6 +127,14 @@ class Authenticator:
             if key is None:
                 return None, None
             return Caller(key.company_id, key.key_id, read_only=False), None
+
+
+async def whoami(request: Request) -> JSONResponse:
+    """GET /whoami: the company and key id of the API key presented. A key does not spell
+    its company, so a client given only a key (the dashboard, skiplock.client) asks here."""
+    authenticator: Authenticator = request.app.state.auth
+    caller = await authenticator.caller(request)
+    return JSONResponse({"companyId": str(caller.company_id), "keyId": str(caller.key_id)})
 
 
 def path_uuid(request: Request, name: str) -> uuid.UUID:

@@ -140,6 +140,10 @@ SCHEMAS: dict[str, Schema] = {
         },
         "Job counts per job type and status.",
     ),
+    "Caller": _object(
+        {"companyId": UUID, "keyId": UUID},
+        "Whose API key this is.",
+    ),
     "StreamToken": _object(
         {"token": {"type": "string"}, "expiresAt": TIMESTAMP},
         "A read-only token for ?token= on the SSE and asset content routes (one hour).",
@@ -365,6 +369,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "503": _json("The database does not answer", "Health"),
         },
         security=OPEN,
+    ),
+    ("GET", "/whoami"): Operation(
+        "whoami",
+        "The company and key id of the API key presented",
+        "service",
+        {"200": _json("The key's company and id", "Caller")},
+        (401, 503),
     ),
     ("GET", "/metrics"): Operation(
         "metrics",

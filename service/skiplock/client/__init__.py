@@ -2,14 +2,14 @@
 
     from skiplock.client import Client
 
-    with Client("http://127.0.0.1:8000", api_key, company_id) as client:
+    with Client("http://127.0.0.1:8000", api_key) as client:
         job = client.submit("diagram", {"source": "digraph { a -> b }"})
         final = client.wait(job["jobId"], timeout=60)
         if final["status"] == "done":
             client.download(final["resultAssetId"], "diagram.svg")
 
-The company id is an argument: API keys (`sk_<key id>_<secret>`) do not name their company
-and no route tells it; `skiplock dev` and `skiplock company create` print it.
+The company: an API key (`sk_<key id>_<secret>`) does not spell its company, so a client
+made without `company_id` asks `GET /whoami` once, before its first company route.
 
 Events. `events()` follows the company's stream, `events(job_id)` one job's, as Event
 objects (`id`, `type`, `data`). A dropped connection is reopened by itself with

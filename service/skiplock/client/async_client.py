@@ -21,25 +21,24 @@ from skiplock.client import protocol
 from skiplock.client.config import ClientConfig
 from skiplock.client.download import PartialDownload
 from skiplock.client.errors import Unavailable
-from skiplock.client.protocol import Call, JobDict
-from skiplock.client.sse import Event, EventFollower
+from skiplock.client.protocol import Call, JobDict, Routes
+from skiplock.client.sse import Event
 
 
 class AsyncClient:
-    """`AsyncClient(base_url, api_key, company_id)`: Client's methods, awaited; list() and
+    """`AsyncClient(base_url, api_key, company_id=None)`: Client's methods, awaited; list() and
     events() are async iterators. Use `async with`, or await aclose()."""
 
     def __init__(
         self,
         base_url: str,
         api_key: str,
-        company_id: uuid.UUID | str,
+        company_id: uuid.UUID | str | None = None,
         *,
         timeout: float = 30.0,
         reconnect_for: float | None = 300.0,
     ) -> None:
         self._config = ClientConfig(base_url, api_key, company_id, timeout, reconnect_for)
-        self.routes = self._config.routes
         self._http = httpx.AsyncClient(**self._config.httpx_options())
 
     async def __aenter__(self) -> AsyncClient:
@@ -71,7 +70,7 @@ class AsyncClient:
         timeout_seconds: int | None = None,
     ) -> JobDict:
         """Submit a job: the 202 answer, `{"jobId", "status", "createdAt"}`."""
-        call = self.routes.submit(
+        call = (await self._routes()).submit(
             job_type,
             input,
             source_task_id=source_task_id,
@@ -85,7 +84,7 @@ class AsyncClient:
         return result
 
     async def get(self, job_id: str) -> JobDict:
-        result: JobDict = await self._call(self.routes.job(job_id))
+        result: JobDict = await self._call((await self._routes()).job(job_id))
         return result
 
     async def list(
@@ -100,7 +99,7 @@ class AsyncClient:
         """The company's jobs, newest first, at most `limit` (None: all), fetched
         `page_size` at a time as the iteration goes."""
         pager = protocol.Pager(
-            self.routes,
+            await self._routes(),
             status=status,
             job_type=job_type,
             source_task_id=source_task_id,
@@ -112,11 +111,11 @@ class AsyncClient:
                 yield job
 
     async def cancel(self, job_id: str) -> JobDict:
-        result: JobDict = await self._call(self.routes.cancel(job_id))
+        result: JobDict = await self._call((await self._routes()).cancel(job_id))
         return result
 
     async def retry(self, job_id: str) -> JobDict:
-        result: JobDict = await self._call(self.routes.retry(job_id))
+        result: JobDict = await self._call((await self._routes()).retry(job_id))
         return result
 
     # -- events ----------------------------------------------------------------------------
@@ -126,7 +125,7 @@ class AsyncClient:
     ) -> AsyncIterator[Event]:
         """The company's events (job_id None) or one job's, reconnecting by itself; see
         the package docstring for `status` and `reset`."""
-        return self._follow(self._config.follower(job_id, last_event_id))
+        return self._follow(job_id, last_event_id)
 
     async def wait(
         self,
@@ -137,12 +136,17 @@ class AsyncClient:
     ) -> JobDict:
         """Follow the job's stream until it is done, failed or canceled; the final job.
         WaitTimeout after `timeout` seconds. on_event sees each event (progress, say)."""
-        async for event in self._follow(self._config.follower(job_id, None, timeout=timeout)):
+        async for event in self._follow(job_id, None, timeout=timeout):
             if on_event is not None:
                 on_event(event)
         return await self.get(job_id)
 
-    async def _follow(self, follower: EventFollower) -> AsyncIterator[Event]:
+    async def _follow(
+        self, job_id: str | None, last_event_id: str | None, *, timeout: float | None = None
+    ) -> AsyncIterator[Event]:
+        follower = self._config.follower(
+            await self._routes(), job_id, last_event_id, timeout=timeout
+        )
         while not follower.finished:
             try:
                 async with self._http.stream(
@@ -171,13 +175,13 @@ class AsyncClient:
 
     async def asset(self, asset_id: str) -> JobDict:
         """An asset's metadata: id, contentType, byteSize, sha256, originalFilename, …"""
-        result: JobDict = await self._call(self.routes.asset(asset_id))
+        result: JobDict = await self._call((await self._routes()).asset(asset_id))
         return result
 
     async def download(self, asset_id: str, path: str | os.PathLike[str]) -> Path:
         """Stream the asset to `path` (or into it, when it is a directory), check its
         sha256; ChecksumMismatch, with nothing left on disk, when it differs."""
-        content = self.routes.asset_content(asset_id)
+        content = (await self._routes()).asset_content(asset_id)
         with PartialDownload(path, await self.asset(asset_id)) as part:
             try:
                 async with self._http.stream(content.method, content.path) as response:
@@ -190,6 +194,11 @@ class AsyncClient:
             return part.finish()
 
     # -- plumbing --------------------------------------------------------------------------
+
+    async def _routes(self) -> Routes:
+        if self._config.routes is not None:
+            return self._config.routes
+        return self._config.learn_company(await self._call(protocol.WHOAMI))
 
     async def _call(self, call: Call) -> Any:
         try:

@@ -20,14 +20,20 @@ CONNECT_SECONDS = 10.0
 class ClientConfig:
     base_url: str
     api_key: str
-    company_id: uuid.UUID | str
+    company_id: uuid.UUID | str | None  # None: asked of GET /whoami before the first use
     timeout: float = 30.0  # per request; streams use their own read timeout
     reconnect_for: float | None = 300.0  # a stream gives up after this long without a link
-    routes: Routes = field(init=False)
+    routes: Routes | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
-        self.routes = Routes(self.company_id)
+        self.routes = Routes(self.company_id) if self.company_id is not None else None
+
+    def learn_company(self, whoami: dict[str, Any]) -> Routes:
+        """The routes, once GET /whoami has named the key's company."""
+        self.routes = Routes(whoami["companyId"])
+        self.company_id = self.routes.company_id
+        return self.routes
 
     def httpx_options(self) -> dict[str, Any]:
         return {
@@ -41,11 +47,16 @@ class ClientConfig:
         }
 
     def follower(
-        self, job_id: str | None, last_event_id: str | None, *, timeout: float | None = None
+        self,
+        routes: Routes,
+        job_id: str | None,
+        last_event_id: str | None,
+        *,
+        timeout: float | None = None,
     ) -> EventFollower:
         deadline = None if timeout is None else time.monotonic() + timeout
         return EventFollower(
-            self.routes.events_path(job_id),
+            routes.events_path(job_id),
             job_stream=job_id is not None,
             last_event_id=last_event_id,
             reconnect_for=self.reconnect_for,

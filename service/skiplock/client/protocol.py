@@ -31,6 +31,11 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# Whose key this is: {"companyId", "keyId"}. A key does not spell its company, so a client
+# made without company_id asks once, before its first company route.
+WHOAMI = Call("GET", "/whoami")
+
+
 class Routes:
     """The API's routes for one company (SPEC §4)."""
 

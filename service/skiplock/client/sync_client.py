@@ -21,12 +21,12 @@ from skiplock.client import protocol
 from skiplock.client.config import ClientConfig
 from skiplock.client.download import PartialDownload
 from skiplock.client.errors import Unavailable
-from skiplock.client.protocol import Call, JobDict
-from skiplock.client.sse import Event, EventFollower
+from skiplock.client.protocol import Call, JobDict, Routes
+from skiplock.client.sse import Event
 
 
 class Client:
-    """`Client(base_url, api_key, company_id)`: one company's jobs, events and assets.
+    """`Client(base_url, api_key, company_id=None)`: one company's jobs, events and assets.
 
     Use it as a context manager, or call close(). Errors: skiplock.client.ApiError (and its
     subclasses per status) for the API's error answers, ConnectionFailed when the API
@@ -37,13 +37,12 @@ class Client:
         self,
         base_url: str,
         api_key: str,
-        company_id: uuid.UUID | str,
+        company_id: uuid.UUID | str | None = None,
         *,
         timeout: float = 30.0,
         reconnect_for: float | None = 300.0,
     ) -> None:
         self._config = ClientConfig(base_url, api_key, company_id, timeout, reconnect_for)
-        self.routes = self._config.routes
         self._http = httpx.Client(**self._config.httpx_options())
 
     def __enter__(self) -> Client:
@@ -75,7 +74,7 @@ class Client:
         timeout_seconds: int | None = None,
     ) -> JobDict:
         """Submit a job: the 202 answer, `{"jobId", "status", "createdAt"}`."""
-        call = self.routes.submit(
+        call = self._routes().submit(
             job_type,
             input,
             source_task_id=source_task_id,
@@ -89,7 +88,7 @@ class Client:
         return result
 
     def get(self, job_id: str) -> JobDict:
-        result: JobDict = self._call(self.routes.job(job_id))
+        result: JobDict = self._call(self._routes().job(job_id))
         return result
 
     def list(
@@ -104,7 +103,7 @@ class Client:
         """The company's jobs, newest first, at most `limit` (None: all), fetched
         `page_size` at a time as the iteration goes."""
         pager = protocol.Pager(
-            self.routes,
+            self._routes(),
             status=status,
             job_type=job_type,
             source_task_id=source_task_id,
@@ -115,11 +114,11 @@ class Client:
             yield from pager.take(self._call(call))
 
     def cancel(self, job_id: str) -> JobDict:
-        result: JobDict = self._call(self.routes.cancel(job_id))
+        result: JobDict = self._call(self._routes().cancel(job_id))
         return result
 
     def retry(self, job_id: str) -> JobDict:
-        result: JobDict = self._call(self.routes.retry(job_id))
+        result: JobDict = self._call(self._routes().retry(job_id))
         return result
 
     # -- events ----------------------------------------------------------------------------
@@ -129,7 +128,7 @@ class Client:
     ) -> Iterator[Event]:
         """The company's events (job_id None) or one job's, reconnecting by itself; see
         the package docstring for `status` and `reset`."""
-        return self._follow(self._config.follower(job_id, last_event_id))
+        return self._follow(job_id, last_event_id)
 
     def wait(
         self,
@@ -140,12 +139,15 @@ class Client:
     ) -> JobDict:
         """Follow the job's stream until it is done, failed or canceled; the final job.
         WaitTimeout after `timeout` seconds. on_event sees each event (progress, say)."""
-        for event in self._follow(self._config.follower(job_id, None, timeout=timeout)):
+        for event in self._follow(job_id, None, timeout=timeout):
             if on_event is not None:
                 on_event(event)
         return self.get(job_id)
 
-    def _follow(self, follower: EventFollower) -> Iterator[Event]:
+    def _follow(
+        self, job_id: str | None, last_event_id: str | None, *, timeout: float | None = None
+    ) -> Iterator[Event]:
+        follower = self._config.follower(self._routes(), job_id, last_event_id, timeout=timeout)
         while not follower.finished:
             try:
                 with self._http.stream(
@@ -173,13 +175,13 @@ class Client:
 
     def asset(self, asset_id: str) -> JobDict:
         """An asset's metadata: id, contentType, byteSize, sha256, originalFilename, …"""
-        result: JobDict = self._call(self.routes.asset(asset_id))
+        result: JobDict = self._call(self._routes().asset(asset_id))
         return result
 
     def download(self, asset_id: str, path: str | os.PathLike[str]) -> Path:
         """Stream the asset to `path` (or into it, when it is a directory), check its
         sha256; ChecksumMismatch, with nothing left on disk, when it differs."""
-        content = self.routes.asset_content(asset_id)
+        content = self._routes().asset_content(asset_id)
         with PartialDownload(path, self.asset(asset_id)) as part:
             try:
                 with self._http.stream(content.method, content.path) as response:
@@ -192,6 +194,11 @@ class Client:
             return part.finish()
 
     # -- plumbing --------------------------------------------------------------------------
+
+    def _routes(self) -> Routes:
+        if self._config.routes is not None:
+            return self._config.routes
+        return self._config.learn_company(self._call(protocol.WHOAMI))
 
     def _call(self, call: Call) -> Any:
         try:

@@ -93,7 +93,9 @@ class ApiError extends Error {
 
 const companyPath = (path) => `/companies/${encodeURIComponent(state.company)}${path}`;
 
-async function api(method, path, body) {
+const api = (method, path, body) => request(method, companyPath(path), body);
+
+async function request(method, url, body) {
   const init = { method, headers: { Authorization: `Bearer ${state.key}` } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -101,7 +103,7 @@ async function api(method, path, body) {
   }
   let response;
   try {
-    response = await fetch(companyPath(path), init);
+    response = await fetch(url, init);
   } catch {
     throw new ApiError(0, "the server does not answer");
   }
@@ -537,9 +539,9 @@ function signOut(message) {
 async function signIn(event) {
   event.preventDefault();
   state.key = $("login-key").value.trim();
-  state.company = $("login-company").value.trim();
   try {
-    await api("GET", "/stats");
+    // A key does not spell its company: the server names it.
+    state.company = (await request("GET", "/whoami")).companyId;
   } catch (error) {
     $("login-error").textContent = error.message;
     return;
