@@ -69,4 +69,5 @@ async def render_diagram(ctx: JobContext, params: dict[str, Any]) -> Output:
             raise
         message = exc.stderr.decode("utf-8", "replace").strip() or f"exit status {exc.returncode}"
         raise PermanentError(f"Graphviz could not render this DOT source: {message}") from None
+    await ctx.progress(1.0, "rendered")  # written with the outcome: a done job reads 100%
     return Output(filename=target.name, content_type=FORMATS[file_format], path=target)
