@@ -58,6 +58,7 @@ import chancy_jobs
 import psycopg
 from chancy import Chancy, Job, Queue, Worker
 from chancy.hub import Event
+from driver import interface_parser, logger, proc_status_mib
 from psycopg import sql
 
 QUEUE = "default"  # the queue the workers serve from their start
@@ -75,8 +76,7 @@ BOOT_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 
 
-def log(message: str) -> None:
-    print(f"[chancy_driver] {message}", file=sys.stderr, flush=True)
+log = logger("chancy_driver")
 
 
 def quiet_logger() -> logging.Logger:
@@ -170,13 +170,8 @@ class Workers:
         return time.monotonic() - started
 
     def memory_mib(self, field: str) -> list[float]:
-        """A /proc/<pid>/status field (VmRSS, VmHWM) of each worker process, in MiB."""
-        values = []
-        for proc in self.procs:
-            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                if line.startswith(field + ":"):
-                    values.append(round(int(line.split()[1]) / 1024, 1))
-        return values
+        """VmRSS (now) or VmHWM (peak) of each worker process, MiB."""
+        return [proc_status_mib(proc.pid, field) for proc in self.procs]
 
     def starts(self) -> list[tuple[int, float]]:
         """(seq, time.time()) of every handler start, all worker processes together."""
@@ -359,12 +354,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--workload", choices=sorted(WORKLOADS))
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--processes", type=int, choices=(1, 2), default=1)
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="default")
+    parser = interface_parser(__doc__.splitlines()[0], PROFILES, workload_required=False)
     parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

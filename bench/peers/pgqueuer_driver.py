@@ -57,6 +57,7 @@ from psycopg.conninfo import conninfo_to_dict
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from driver import interface_parser, logger, proc_status_mib  # noqa: E402
 from pgqueuer_worker import ENTRYPOINT  # noqa: E402
 
 QUEUE_TABLE = "pgqueuer"  # PgQueuer's default name (no prefix, no schema configured)
@@ -77,8 +78,7 @@ POLL_S = 0.01
 PR_SET_PDEATHSIG = 1
 
 
-def log(message: str) -> None:
-    print(f"[pgqueuer] {message}", file=sys.stderr, flush=True)
+log = logger("pgqueuer")
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -103,13 +103,6 @@ def die_with_parent() -> None:
     """preexec_fn: the kernel sends the worker SIGTERM when the driver dies, however."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def proc_status_mib(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024  # kB
-    raise RuntimeError(f"{field} not in /proc/{pid}/status")
 
 
 class Workers:
@@ -178,7 +171,7 @@ class Workers:
         return max(ready) - self.started
 
     def rss_mib(self, field: str = "VmRSS") -> list[float]:
-        return [round(proc_status_mib(proc.pid, field), 1) for proc in self.procs]
+        return [proc_status_mib(proc.pid, field) for proc in self.procs]
 
     def handler_starts(self) -> list[list[tuple[int, float]]]:
         """Per process, (job id, handler start) for every handler it has run so far."""
@@ -360,12 +353,7 @@ def notes(workload: str, profile: str, batch_size: int) -> str:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--workload", required=True, choices=["drain", "wakeup", "enqueue"])
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--processes", type=int, default=1, choices=[1, 2])
-    parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
+    parser = interface_parser(__doc__.splitlines()[0], PROFILES)
     return parser.parse_args()
 
 

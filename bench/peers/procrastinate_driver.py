@@ -39,6 +39,7 @@ import psycopg
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from driver import interface_parser, logger, proc_status_mib  # noqa: E402
 from procrastinate_app import HOLD_QUEUE, QUEUE, app, connector, noop  # noqa: E402
 
 PROFILES = {"default": 1, "raised": 30}  # worker --concurrency
@@ -56,8 +57,7 @@ EVENTS_SPAN = (
 )
 
 
-def log(message: str) -> None:
-    print(f"[procrastinate] {message}", file=sys.stderr, flush=True)
+log = logger("procrastinate")
 
 
 _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not in the forked child
@@ -142,12 +142,7 @@ class Workers:
 
     def rss_mib(self, field: str) -> list[float]:
         """VmRSS (now) or VmHWM (peak) of each worker process, MiB."""
-        values = []
-        for proc in self.procs:
-            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                if line.startswith(field + ":"):
-                    values.append(round(int(line.split()[1]) / 1024, 1))
-        return values
+        return [proc_status_mib(proc.pid, field) for proc in self.procs]
 
     def stamps(self) -> list[tuple[str, float]]:
         """(i, handler start time.time()) of every job run so far, all processes."""
@@ -368,12 +363,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--workload", choices=["drain", "wakeup", "enqueue"], required=True)
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--profile", choices=list(PROFILES), default="default")
+    parser = interface_parser(__doc__.splitlines()[0], PROFILES)
     args = parser.parse_args()
     # SIGTERM/SIGINT unwind normally, so the workers are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -8,7 +8,6 @@ per batch of 1,000).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -22,6 +21,7 @@ sys.path.insert(0, str(BENCH / "worker"))
 sys.path.insert(0, str(BENCH))
 
 import run as worker_bench  # noqa: E402  (bench/worker/run.py)
+from driver import interface_parser  # noqa: E402  (bench/peers/driver.py)
 
 from skiplock import db  # noqa: E402
 
@@ -48,12 +48,7 @@ def enqueue(url: str, jobs: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--workload", choices=["drain", "wakeup", "enqueue"], required=True)
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--profile", choices=list(PROFILES), default="default")
+    parser = interface_parser(__doc__.splitlines()[0], PROFILES)
     args = parser.parse_args()
     db.migrate(args.database_url)
     concurrency = PROFILES[args.profile]

@@ -34,8 +34,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "service"))
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "bench" / "peers"))
 
 from cluster import fresh_database, server  # noqa: E402
+from driver import proc_status_mib  # noqa: E402  (bench/peers/driver.py)
 
 
 class Workers:
@@ -80,12 +82,7 @@ class Workers:
         return time.monotonic() - started
 
     def rss_mib(self, field: str = "VmRSS") -> list[float]:
-        values = []
-        for proc in self.procs:
-            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                if line.startswith(field + ":"):
-                    values.append(int(line.split()[1]) / 1024)
-        return values
+        return [proc_status_mib(proc.pid, field) for proc in self.procs]
 
     def stop(self) -> None:
         for proc in self.procs:

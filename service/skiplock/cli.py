@@ -9,20 +9,16 @@ import argparse
 import asyncio
 import json
 import sys
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-from psycopg import AsyncConnection
+from typing import Any
 
 from skiplock import db, keys
 from skiplock.cli_jobs import add_jobs_commands
 from skiplock.cli_submit import add_submit_command
+from skiplock.cli_support import uuid_arg, with_connection
 from skiplock.errors import ConfigError, SkiplockError
 from skiplock.settings import Settings, load_settings
-
-T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,26 +154,6 @@ def _non_negative_float(value: str) -> float:
     return number
 
 
-def _uuid_arg(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ConfigError(f"skiplock: {value!r} is not a {what} (expected a UUID)") from None
-
-
-def _with_connection(
-    settings: Settings, action: Callable[[AsyncConnection[Any]], Awaitable[T]]
-) -> T:
-    """Run an async admin action on one autocommit connection."""
-
-    async def run() -> T:
-        conn = await db.connect_async(settings.require_database_url())
-        async with conn:
-            return await action(conn)
-
-    return asyncio.run(run())
-
-
 def _print_json(value: dict[str, Any]) -> None:
     print(json.dumps(value))
 
@@ -200,21 +176,21 @@ def _run_company_create(settings: Settings, args: argparse.Namespace) -> int:
     name = args.name.strip()
     if not name:
         raise ConfigError("skiplock: a company name cannot be blank")
-    new = _with_connection(settings, lambda conn: keys.create_company(conn, name))
+    new = with_connection(settings, lambda conn: keys.create_company(conn, name))
     _print_json({"companyId": str(new.company_id), "keyId": str(new.key_id), "apiKey": new.api_key})
     return 0
 
 
 def _run_key_create(settings: Settings, args: argparse.Namespace) -> int:
-    company_id = _uuid_arg(args.company_id, "company id")
-    new = _with_connection(settings, lambda conn: keys.create_key(conn, company_id))
+    company_id = uuid_arg(args.company_id, "company id")
+    new = with_connection(settings, lambda conn: keys.create_key(conn, company_id))
     _print_json({"keyId": str(new.key_id), "apiKey": new.api_key})
     return 0
 
 
 def _run_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    key_id = _uuid_arg(args.key_id, "key id")
-    _with_connection(settings, lambda conn: keys.revoke_key(conn, key_id))
+    key_id = uuid_arg(args.key_id, "key id")
+    with_connection(settings, lambda conn: keys.revoke_key(conn, key_id))
     _print_json({"keyId": str(key_id), "revoked": True})
     return 0
 

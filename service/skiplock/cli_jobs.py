@@ -9,20 +9,18 @@ operators' own query.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from psycopg import AsyncConnection
 
-from skiplock import db, store
+from skiplock import store
 from skiplock.api.jobs import STATUSES, job_json
-from skiplock.errors import ConfigError, NotFound, SkiplockError
+from skiplock.cli_support import uuid_arg, with_connection
+from skiplock.errors import NotFound, SkiplockError
 from skiplock.settings import Settings
 
-T = TypeVar("T")
 DEFAULT_LIMIT = 50
 
 
@@ -59,32 +57,32 @@ def _limit(value: str) -> int:
 
 def run_list(settings: Settings, args: argparse.Namespace) -> int:
     params = {
-        "company_id": _uuid(args.company, "company id") if args.company else None,
+        "company_id": uuid_arg(args.company, "company id") if args.company else None,
         "status": args.status,
         "job_type": args.job_type,
         "limit": args.limit,
     }
-    rows = _on_database(settings, lambda conn: store.list_any_jobs(conn, params))
+    rows = with_connection(settings, lambda conn: store.list_any_jobs(conn, params))
     for row in rows:  # JSON Lines: one job per line, newest first
         print(json.dumps(job_json(row)))
     return 0
 
 
 def run_show(settings: Settings, args: argparse.Namespace) -> int:
-    job_id = _uuid(args.job_id, "job id")
-    _print_job(_on_database(settings, lambda conn: _existing_job(conn, job_id)))
+    job_id = uuid_arg(args.job_id, "job id")
+    _print_job(with_connection(settings, lambda conn: _existing_job(conn, job_id)))
     return 0
 
 
 def run_cancel(settings: Settings, args: argparse.Namespace) -> int:
-    job_id = _uuid(args.job_id, "job id")
-    _print_job(_on_database(settings, lambda conn: _cancel(conn, job_id)))
+    job_id = uuid_arg(args.job_id, "job id")
+    _print_job(with_connection(settings, lambda conn: _cancel(conn, job_id)))
     return 0
 
 
 def run_retry(settings: Settings, args: argparse.Namespace) -> int:
-    job_id = _uuid(args.job_id, "job id")
-    _print_job(_on_database(settings, lambda conn: _retry(conn, job_id)))
+    job_id = uuid_arg(args.job_id, "job id")
+    _print_job(with_connection(settings, lambda conn: _retry(conn, job_id)))
     return 0
 
 
@@ -121,23 +119,5 @@ async def _existing_job(conn: AsyncConnection[Any], job_id: uuid.UUID) -> store.
     return row
 
 
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ConfigError(f"skiplock: {value!r} is not a {what} (expected a UUID)") from None
-
-
 def _print_job(row: store.Row) -> None:
     print(json.dumps(job_json(row)))
-
-
-def _on_database(settings: Settings, action: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
-    """Run one action on one autocommit connection (as cli.py's admin commands do)."""
-
-    async def run() -> T:
-        conn = await db.connect_async(settings.require_database_url())
-        async with conn:
-            return await action(conn)
-
-    return asyncio.run(run())

@@ -25,15 +25,21 @@ FORMATS = {
 MAX_SOURCE_CHARS = 1_000_000
 TIMEOUT_SECONDS = 120
 
+
+def dot_source_schema(max_chars: int) -> dict[str, Any]:
+    """The JSON Schema of a DOT source field (here, and each frame of `video`)."""
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": max_chars,
+        "description": "Graphviz DOT source, e.g. digraph { a -> b }",
+    }
+
+
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "source": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": MAX_SOURCE_CHARS,
-            "description": "Graphviz DOT source, e.g. digraph { a -> b }",
-        },
+        "source": dot_source_schema(MAX_SOURCE_CHARS),
         "format": {"enum": list(FORMATS), "default": "svg"},
     },
     "required": ["source"],
@@ -59,15 +65,20 @@ async def render_diagram(ctx: JobContext, params: dict[str, Any]) -> Output:
         raise PermanentError(MISSING_DOT)
     target = ctx.workdir / f"diagram.{file_format}"
     await ctx.progress(0.1, "rendering")
+    await run_dot(ctx, params["source"], f"-T{file_format}", "-o", str(target))
+    await ctx.progress(1.0, "rendered")  # written with the outcome: a done job reads 100%
+    return Output(filename=target.name, content_type=FORMATS[file_format], path=target)
+
+
+async def run_dot(ctx: JobContext, source: str, *args: str, what: str = "this DOT source") -> None:
+    """`dot ARGS` on `source` as a child of the job. Invalid DOT is a PermanentError with
+    Graphviz's own message (running it again would fail the same way); `what` names the
+    source in it."""
     try:
         # DOT on stdin, so Graphviz's messages say <stdin> rather than a temp path.
-        await ctx.run(
-            "dot", f"-T{file_format}", "-o", str(target), input=params["source"].encode("utf-8")
-        )
+        await ctx.run("dot", *args, input=source.encode("utf-8"))
     except ChildProcessFailed as exc:
         if exc.returncode < 0:  # killed by a signal: not the DOT's fault, may be retried
             raise
         message = exc.stderr.decode("utf-8", "replace").strip() or f"exit status {exc.returncode}"
-        raise PermanentError(f"Graphviz could not render this DOT source: {message}") from None
-    await ctx.progress(1.0, "rendered")  # written with the outcome: a done job reads 100%
-    return Output(filename=target.name, content_type=FORMATS[file_format], path=target)
+        raise PermanentError(f"Graphviz could not render {what}: {message}") from None

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from skiplock.builtin import diagram
-from skiplock.context import ChildProcessFailed, JobContext
+from skiplock.context import JobContext
 from skiplock.handlers import Output, PermanentError, register
 
 MAX_FRAMES = 600
@@ -63,12 +63,7 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "source": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": MAX_SOURCE_CHARS,
-                        "description": "Graphviz DOT source, e.g. digraph { a -> b }",
-                    },
+                    "source": diagram.dot_source_schema(MAX_SOURCE_CHARS),
                     "seconds": {
                         "type": "number",
                         "exclusiveMinimum": 0,
@@ -172,24 +167,11 @@ async def _render_frame(
     # because yuv420p has no alpha and transparent pixels would turn black. The DOT's own
     # attributes win over these defaults.
     defaults = [f"-Gdpi={DPI}", f"-Gsize={size[0] / DPI:.4f},{size[1] / DPI:.4f}!"]
-    try:
-        await ctx.run(
-            "dot",
-            "-Tpng",
-            *defaults,
-            "-Gbgcolor=white",
-            "-o",
-            str(target),
-            input=frames[index]["source"].encode("utf-8"),
-        )
-    except ChildProcessFailed as exc:
-        if exc.returncode < 0:  # killed by a signal: not the DOT's fault, may be retried
-            raise
-        message = exc.stderr.decode("utf-8", "replace").strip() or f"exit status {exc.returncode}"
-        raise PermanentError(
-            f"Graphviz could not render frame {index + 1} of {len(frames)} "
-            f"(input frames/{index}/source): {message}"
-        ) from None
+    what = f"frame {index + 1} of {len(frames)} (input frames/{index}/source)"
+    source = frames[index]["source"]
+    await diagram.run_dot(
+        ctx, source, "-Tpng", *defaults, "-Gbgcolor=white", "-o", str(target), what=what
+    )
     # 90% of the rendering share: fitting onto the canvas takes the rest.
     done = (index + 1) / len(frames)
     await ctx.progress(RENDER_SHARE * 0.9 * done, f"rendered frame {index + 1} of {len(frames)}")

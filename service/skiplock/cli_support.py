@@ -1,0 +1,37 @@
+"""What the commands that work straight on DATABASE_URL share (cli.py, cli_jobs.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from psycopg import AsyncConnection
+
+from skiplock import db
+from skiplock.errors import ConfigError
+from skiplock.settings import Settings
+
+T = TypeVar("T")
+
+
+def uuid_arg(value: str, what: str) -> uuid.UUID:
+    """A command-line id as a UUID, or one line naming what was expected."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ConfigError(f"skiplock: {value!r} is not a {what} (expected a UUID)") from None
+
+
+def with_connection(
+    settings: Settings, action: Callable[[AsyncConnection[Any]], Awaitable[T]]
+) -> T:
+    """Run one async action on one autocommit connection to DATABASE_URL."""
+
+    async def run() -> T:
+        conn = await db.connect_async(settings.require_database_url())
+        async with conn:
+            return await action(conn)
+
+    return asyncio.run(run())
