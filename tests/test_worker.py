@@ -265,6 +265,7 @@ async def test_diagram_renders_svg_and_png_for_real(
     assert (svg_type, svg_name) == ("image/svg+xml", "diagram.svg")
     png_bytes, png_type, _ = stored(png)
     assert png_bytes.startswith(b"\x89PNG\r\n\x1a\n") and png_type == "image/png"
+    assert job(conn, svg)["progress"] == {"fraction": 1.0, "message": "rendered"}  # 100%
 
 
 async def test_invalid_dot_fails_at_once_with_graphviz_message(
