@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from skiplock import Output, PermanentError, register
-from skiplock.context import JobContext
+from skiplock.worker.context import JobContext
 
 
 def record_run(ctx: JobContext) -> None:

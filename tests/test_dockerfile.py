@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import REPO
-from skiplock import cli
+from skiplock.cli import commands as cli
 
 Instruction = tuple[str, str]  # (keyword, arguments)
 

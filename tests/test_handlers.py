@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 import skiplock
-from skiplock import handlers, retry_policy
+from skiplock import handlers
 from skiplock.errors import ConfigError
+from skiplock.worker import retry_policy
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ from skiplock.storage import (
     LocalDiskStorage,
     Storage,
     StoredObject,
-    _in_thread,
     bytes_chunks,
     file_chunks,
     object_key_for,
 )
+from skiplock.storage.local import _in_thread
 
 MiB = 1 << 20
 COMPANY = uuid.UUID("0b7c5a52-6a0e-4a4e-9d3c-5a1f6e2b9c10")

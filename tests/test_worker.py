@@ -200,9 +200,9 @@ async def test_a_worker_that_lost_its_job_cannot_complete_fail_or_release_it(
     from psycopg_pool import AsyncConnectionPool
 
     from skiplock import store
-    from skiplock.completions import CompletionWriter, Outcome, StoredAsset
-    from skiplock.progress import ProgressWriter
     from skiplock.storage import StoredObject
+    from skiplock.worker.completions import CompletionWriter, Outcome, StoredAsset
+    from skiplock.worker.progress import ProgressWriter
 
     job_id = enqueue(conn, company_id, "noop")
     claim = dict(job_types=["noop"], limit=1, lease_seconds=30)
@@ -303,7 +303,7 @@ async def test_pruning_removes_old_events_of_finished_jobs_only(
 ) -> None:
     from psycopg_pool import AsyncConnectionPool
 
-    from skiplock import maintenance
+    from skiplock.worker import maintenance
 
     finished = enqueue(conn, company_id, "noop")
     running = enqueue(conn, company_id, "noop")

@@ -30,7 +30,7 @@ import psycopg
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "service"))
 
-from skiplock.pgbinaries import find_postgres_bindir  # noqa: E402
+from skiplock.embedded.binaries import find_postgres_bindir  # noqa: E402
 
 # Rough transactions/s of a claim case (all its connections together: on 2 cores a second
 # connection adds little), only to size -t so that a case takes about `seconds`.

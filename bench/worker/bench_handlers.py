@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from skiplock import register
-from skiplock.context import JobContext
+from skiplock.worker.context import JobContext
 
 
 @register("bench_noop")

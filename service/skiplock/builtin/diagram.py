@@ -14,8 +14,8 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from skiplock.context import ChildProcessFailed, JobContext
 from skiplock.handlers import Output, PermanentError, register
+from skiplock.worker.context import ChildProcessFailed, JobContext
 
 FORMATS = {
     "svg": "image/svg+xml",

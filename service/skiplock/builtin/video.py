@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from skiplock.builtin import diagram
-from skiplock.context import JobContext
 from skiplock.handlers import Output, PermanentError, register
+from skiplock.worker.context import JobContext
 
 MAX_FRAMES = 600
 MAX_FRAME_SECONDS = 60

@@ -17,7 +17,7 @@ from psycopg import AsyncConnection
 
 from skiplock import store
 from skiplock.api.jobs import STATUSES, job_json
-from skiplock.cli_support import uuid_arg, with_connection
+from skiplock.cli.support import uuid_arg, with_connection
 from skiplock.errors import NotFound, SkiplockError
 from skiplock.settings import Settings
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from skiplock import db, keys
-from skiplock.cli_jobs import add_jobs_commands
-from skiplock.cli_submit import add_submit_command
-from skiplock.cli_support import uuid_arg, with_connection
+from skiplock.cli.jobs import add_jobs_commands
+from skiplock.cli.submit import add_submit_command
+from skiplock.cli.support import uuid_arg, with_connection
 from skiplock.errors import ConfigError, SkiplockError
 from skiplock.settings import Settings, load_settings
 
@@ -243,7 +243,7 @@ def _warn_missing_renderers() -> None:
 
 
 def _run_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from skiplock.dev import run_dev
+    from skiplock.cli.dev import run_dev
 
     return run_dev(settings, data_dir=args.data_dir, host=args.host, port=args.port)
 

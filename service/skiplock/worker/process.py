@@ -30,17 +30,18 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from skiplock import db, maintenance, store
-from skiplock.completions import CompletionWriter, Outcome
+from skiplock import db, store
 from skiplock.errors import ConfigError
 from skiplock.handlers import Registry, registry
-from skiplock.leases import HeldJob, Leases
 from skiplock.listener import Listener
 from skiplock.logs import fields
-from skiplock.progress import ProgressWriter
-from skiplock.runner import Runner, elapsed_ms
 from skiplock.settings import Settings
 from skiplock.storage import LocalDiskStorage, Storage
+from skiplock.worker import maintenance
+from skiplock.worker.completions import CompletionWriter, Outcome
+from skiplock.worker.leases import HeldJob, Leases
+from skiplock.worker.progress import ProgressWriter
+from skiplock.worker.runner import Runner, elapsed_ms
 
 QUEUED_CHANNEL = "content_jobs_queued"
 POLL_INTERVAL = 1.0  # SPEC §2: workers poll at least every second

@@ -29,8 +29,12 @@ from urllib.parse import quote
 
 import psycopg
 
-from skiplock.pgbinaries import EmbeddedPostgresError, find_cluster_bindir, find_postgres_bindir
-from skiplock.pgprocess import (
+from skiplock.embedded.binaries import (
+    EmbeddedPostgresError,
+    find_cluster_bindir,
+    find_postgres_bindir,
+)
+from skiplock.embedded.process import (
     SERVER_USER,
     Account,
     Postmaster,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skiplock.pgbinaries import EmbeddedPostgresError
+from skiplock.embedded.binaries import EmbeddedPostgresError
 
 SERVER_USER = "postgres"
 _POLL_SECONDS = 0.02

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from skiplock import retry_policy
-from skiplock.completions import Outcome, StoredAsset
-from skiplock.context import JobContext
 from skiplock.handlers import InvalidInput, JobType, Output, PermanentError, Registry
-from skiplock.leases import HeldJob
 from skiplock.storage import AssetTooLarge, Storage, bytes_chunks, file_chunks, object_key_for
+from skiplock.worker import retry_policy
+from skiplock.worker.completions import Outcome, StoredAsset
+from skiplock.worker.context import JobContext
+from skiplock.worker.leases import HeldJob
 
 # How long a stopped async handler gets to unwind after its cancellation before the worker
 # moves on without it (its children are already dead by then).

@@ -1,10 +1,7 @@
-"""Where job outputs (assets) go: the Storage protocol and the local-disk backend.
+"""The local-disk backend: objects as files under SKIPLOCK_STORAGE_DIR.
 
-An object is stored whole or not at all: `put` streams chunks in, hashes them on the way,
-stops as soon as the total passes the size limit and leaves nothing behind on any failure,
-holding one write batch plus one chunk in memory whatever the size. The protocol speaks only
-of keys and byte streams, so an object-store backend (S3 and compatibles) fits beside
-`LocalDiskStorage` when every host must reach the assets.
+Each put writes a temp file beside its final path, hashing on the way, and renames it into
+place once complete, holding one write batch plus one chunk in memory whatever the size.
 """
 
 from __future__ import annotations
@@ -14,118 +11,19 @@ import contextlib
 import functools
 import hashlib
 import os
-import re
 import secrets
 import stat
-import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol, TypeVar
+from typing import BinaryIO, TypeVar
 
-from skiplock.errors import SkiplockError
+from skiplock.storage.protocol import CHUNK_SIZE, AssetTooLarge, StoredObject, read_range
 
-CHUNK_SIZE = 1 << 20
 # Small chunks are gathered up to this much per thread hop: a hop costs ~64 us, hashing and
 # writing 64 KiB ~45 us, so 200 MiB in 64 KiB chunks took 0.45 s unbatched, 0.33 s batched.
 _WRITE_BATCH = 1 << 20
-_MAX_FILENAME = 100
-_MAX_EXTENSION = 16  # longer "extensions" are just part of the name
-_UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 _T = TypeVar("_T")
-
-
-class AssetTooLarge(SkiplockError):
-    """An output passed SKIPLOCK_GENERATED_ASSET_MAX_BYTES while it was being stored."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        super().__init__(
-            f"output is larger than SKIPLOCK_GENERATED_ASSET_MAX_BYTES={max_bytes} bytes "
-            f"({max_bytes / (1 << 20):.1f} MiB)"
-        )
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    provider: str
-    object_key: str
-    byte_size: int
-    sha256: str  # lowercase hex
-
-
-class Storage(Protocol):
-    provider: str
-
-    async def put(
-        self, object_key: str, chunks: AsyncIterator[bytes], *, max_bytes: int
-    ) -> StoredObject:
-        """Store the chunks under object_key; AssetTooLarge past max_bytes, leaving nothing."""
-
-    async def delete(self, object_key: str) -> None:
-        """Remove the object; nothing happens when it is already gone."""
-
-    async def open(
-        self, object_key: str, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]:
-        """Bytes start..end inclusive (an HTTP Range); FileNotFoundError when missing."""
-
-    async def size(self, object_key: str) -> int:
-        """The object's byte size; FileNotFoundError when missing."""
-
-
-def safe_filename(filename: str) -> str:
-    """filename reduced to [A-Za-z0-9._-], no leading dots, at most ~100 chars, never empty."""
-    name = _UNSAFE_FILENAME_CHARS.sub("_", filename).lstrip(".")
-    if len(name) > _MAX_FILENAME:
-        stem, dot, extension = name.rpartition(".")
-        if dot and stem and 0 < len(extension) <= _MAX_EXTENSION:
-            name = f"{stem[: _MAX_FILENAME - len(extension) - 1]}.{extension}"
-        else:
-            name = name[:_MAX_FILENAME]
-    return name or "output"
-
-
-def object_key_for(
-    company_id: uuid.UUID, filename: str, *, now: datetime, object_id: uuid.UUID | None = None
-) -> str:
-    """`{company}/generated/{yyyy}/{mm}/{dd}/{uuid}-{safe filename}`, dated in UTC.
-
-    The uuid keeps keys unique, so a put never overwrites another job's output; a naive
-    `now` is taken as UTC.
-    """
-    day = now.astimezone(UTC) if now.tzinfo else now
-    object_id = object_id or uuid.uuid4()
-    return f"{company_id}/generated/{day:%Y/%m/%d}/{object_id}-{safe_filename(filename)}"
-
-
-async def file_chunks(path: Path, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
-    """The file's bytes, chunk_size at a time, each read in a thread."""
-    async for chunk in _read_range(path, 0, None, chunk_size):
-        yield chunk
-
-
-async def bytes_chunks(data: bytes, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
-    for offset in range(0, len(data), chunk_size):
-        yield data[offset : offset + chunk_size]
-
-
-async def _read_range(
-    path: Path, start: int, length: int | None, chunk_size: int
-) -> AsyncIterator[bytes]:
-    """length bytes of path from start (to the end when None), chunk_size at a time."""
-    with await asyncio.to_thread(path.open, "rb") as file:
-        await asyncio.to_thread(file.seek, start)
-        while length is None or length > 0:
-            want = chunk_size if length is None else min(chunk_size, length)
-            chunk = await asyncio.to_thread(file.read, want)
-            if not chunk:
-                return
-            if length is not None:
-                length -= len(chunk)
-            yield chunk
 
 
 async def _in_thread(function: Callable[[], _T]) -> _T:
@@ -260,7 +158,7 @@ class LocalDiskStorage:
         path = self._path(object_key)
         await asyncio.to_thread(_file_size, path)
         length = None if end is None else end - start + 1
-        return _read_range(path, start, length, CHUNK_SIZE)
+        return read_range(path, start, length, CHUNK_SIZE)
 
     async def size(self, object_key: str) -> int:
         return await asyncio.to_thread(_file_size, self._path(object_key))
