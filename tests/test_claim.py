@@ -135,3 +135,42 @@ async def test_rescue_requeues_expired_leases_and_fails_when_out_of_attempts(
         p[0]["reason"] == "lease_expired" and p[0]["attempt"] == 1 for p in requeued
     )
     assert await store.rescue_expired_leases(aconn) == []
+
+
+async def test_claim_skips_a_type_paused_for_every_company_until_it_is_resumed(
+    conn: Conn, aconn: AConn, company_id: uuid.UUID
+) -> None:
+    add_jobs(conn, company_id, 2, job_type="t")
+    add_jobs(conn, company_id, 1, job_type="other")
+    conn.execute("INSERT INTO paused_job_types (job_type) VALUES ('t')")
+    claimed = await claim(aconn, "w", 10, types=["t", "other"])
+    assert [c["job_type"] for c in claimed] == ["other"]
+
+    await aconn.execute("LISTEN content_jobs_queued")
+    conn.execute("DELETE FROM paused_job_types WHERE job_type = 't'")
+    rung = [n.payload async for n in aconn.notifies(timeout=2.0, stop_after=1)]
+    assert rung == ["t"]  # resuming wakes idle workers of that type
+    assert len(await claim(aconn, "w", 10, types=["t"])) == 2
+
+
+async def test_claim_skips_a_type_paused_for_one_company_only(
+    conn: Conn, aconn: AConn, company_id: uuid.UUID
+) -> None:
+    other = conn.execute("INSERT INTO companies (name) VALUES ('other') RETURNING id").fetchone()
+    assert other is not None
+    add_jobs(conn, company_id, 2)
+    add_jobs(conn, other[0], 2)
+    conn.execute(
+        "INSERT INTO paused_job_types (job_type, company_id) VALUES ('t', %s)", (company_id,)
+    )
+    claimed = await claim(aconn, "w", 10)
+    assert {c["company_id"] for c in claimed} == {other[0]} and len(claimed) == 2
+    # A second pause of the same (type, company) is refused; the all-companies row is another.
+    try:
+        conn.execute(
+            "INSERT INTO paused_job_types (job_type, company_id) VALUES ('t', %s)", (company_id,)
+        )
+        raise AssertionError("a duplicate pause was accepted")
+    except psycopg.errors.UniqueViolation:
+        pass
+    conn.execute("INSERT INTO paused_job_types (job_type) VALUES ('t')")

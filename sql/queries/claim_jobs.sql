@@ -1,5 +1,6 @@
 -- claim_jobs: lock up to %(limit)s due jobs of this worker's types and lease them, in claim
--- order (priority DESC, run_at, id). One statement for the whole batch: one notifying commit.
+-- order (priority DESC, run_at, id), skipping job types paused for every company or for the
+-- job's own (paused_job_types). One statement for the whole batch: one notifying commit.
 WITH claimable AS MATERIALIZED (
     -- MATERIALIZED: lock the set once, so the UPDATE never touches more than LIMIT rows.
     -- The partial index content_jobs_claim_idx holds only queued jobs in this order.
@@ -8,6 +9,11 @@ WITH claimable AS MATERIALIZED (
     WHERE status = 'queued'
       AND run_at <= now()
       AND job_type = ANY (%(job_types)s::text[])
+      AND NOT EXISTS (
+          SELECT 1 FROM skiplock.paused_job_types AS p
+          WHERE p.job_type = content_jobs.job_type
+            AND (p.company_id IS NULL OR p.company_id = content_jobs.company_id)
+      )
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
