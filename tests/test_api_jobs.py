@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
@@ -396,3 +397,90 @@ async def test_no_route_lets_a_tenant_reach_another_tenants_things(api: Api) -> 
     assert api.sql(
         "SELECT status FROM skiplock.content_jobs WHERE id = %s", (uuid.UUID(their_job),)
     ) == [("queued",)]
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('{"x": 1e999}', "input.x"),
+        ('{"x": [1, -1E400]}', "input.x[1]"),
+        ('{"deep": {"y": 1' + "0" * 400 + ".5}}", "input.deep.y"),
+    ],
+)
+async def test_a_number_postgres_cannot_store_is_422_naming_the_field_and_the_connection_lives(
+    api: Api, text: str, where: str
+) -> None:
+    """1e999 is valid JSON; Python reads it as inf, which jsonb refuses. It must be a 422
+    naming the field, never a 500, and the client's keep-alive connection must still work."""
+    body = '{"jobType": "noop", "input": ' + text + "}"
+    async with one_connection(api, headers=api.acme.headers) as client:
+        bad = await client.post(
+            f"{api.acme.prefix}/content-jobs",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        assert bad.status_code == 422, bad.text
+        assert where in bad.json()["error"]["message"]
+        good = await client.post(f"{api.acme.prefix}/content-jobs", json={"jobType": "noop"})
+        assert good.status_code == 202
+        assert local_port(good) == local_port(bad)  # the same keep-alive connection
+    assert api.sql("SELECT count(*) FROM skiplock.content_jobs") == [(1,)]
+
+
+async def test_huge_integers_are_stored_exactly_or_refused_never_500(api: Api) -> None:
+    huge = 10**400
+    body = '{"jobType": "noop", "input": {"n": ' + str(huge) + "}}"
+    answer = await api.client.post(
+        f"{api.acme.prefix}/content-jobs",
+        content=body,
+        headers={**api.acme.headers, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 202
+    job = await api.client.get(
+        f"{api.acme.prefix}/content-jobs/{answer.json()['jobId']}", headers=api.acme.headers
+    )
+    assert job.json()["input"]["n"] == huge
+    for name in ("priority", "maxAttempts", "timeoutSeconds"):
+        for value in (str(huge), "1e999", "-1e999", "2.5"):
+            answer = await api.client.post(
+                f"{api.acme.prefix}/content-jobs",
+                content='{"jobType": "noop", "' + name + '": ' + value + "}",
+                headers={**api.acme.headers, "Content-Type": "application/json"},
+            )
+            assert answer.status_code == 422, (name, value, answer.text)
+            assert name in answer.json()["error"]["message"]
+    for limit in ("9" * 5000, "1e999", "-1", "1.5"):
+        listed = await api.client.get(
+            f"{api.acme.prefix}/content-jobs", params={"limit": limit}, headers=api.acme.headers
+        )
+        assert listed.status_code == 422, (limit, listed.text)
+
+
+async def test_an_unexpected_error_answers_500_json_and_keeps_the_connection(
+    api: Api,
+) -> None:
+    """A bug must cost one request, not the client's connection: uvicorn closes a connection
+    whose app raised after answering, so nothing may re-raise past the 500 answer."""
+
+    async def broken(request: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    api.server.config.app.router.add_route("/broken", broken)  # type: ignore[attr-defined]
+    async with one_connection(api) as client:
+        first = await client.get("/broken")
+        assert first.status_code == 500
+        assert first.json()["error"]["code"] == "internal_error"
+        second = await client.get("/healthz")
+        assert second.status_code == 200
+        assert local_port(second) == local_port(first)  # the same keep-alive connection
+
+
+def one_connection(api: Api, **options: Any) -> httpx.AsyncClient:
+    """A client that holds at most one connection, so a second request reuses the first's."""
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    return httpx.AsyncClient(base_url=api.base_url, timeout=10, limits=limits, **options)
+
+
+def local_port(response: httpx.Response) -> int:
+    stream = response.extensions["network_stream"]
+    return int(stream.get_extra_info("client_addr")[1])

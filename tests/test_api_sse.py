@@ -175,6 +175,35 @@ async def test_unknown_last_event_id_gets_reset_then_the_stream(api: Api) -> Non
     assert stream.events()[0].data["jobId"] == job_id
 
 
+async def test_a_job_stream_with_an_unknown_last_event_id_sends_reset_then_status_then_events(
+    api: Api,
+) -> None:
+    """SPEC §4: `event: reset` first, "and then the stream as if new": status, then events."""
+    job_id = await api.submit("block")
+    other_job = await api.submit("noop")
+    foreign = api.sql(  # an event that exists, but of another job: names nothing of this stream
+        "SELECT id FROM skiplock.content_job_events WHERE job_id = %s", (uuid.UUID(other_job),)
+    )[0][0]
+    url = f"{api.acme.prefix}/content-jobs/{job_id}/events"
+    for last_event_id in ("999999", str(foreign), "not-a-number"):
+        headers = {**api.acme.headers, "Last-Event-ID": last_event_id}
+        async with open_stream(api.client, url, headers=headers) as stream:
+            await until(lambda: len(stream.frames) >= 2)
+            api.sql(
+                "UPDATE skiplock.content_jobs SET status = 'canceled' "
+                "WHERE id = %s AND status = 'queued'",
+                (uuid.UUID(job_id),),
+            )
+            await until(lambda: stream.frames[-1].event == "content_job.canceled")
+        kinds = [f.event for f in stream.frames]
+        assert kinds == ["reset", "status", "content_job.canceled"], (last_event_id, kinds)
+        assert stream.frames[0].data == {"lastEventId": last_event_id}
+        assert stream.frames[1].data["id"] == job_id
+        await api.client.post(
+            f"{api.acme.prefix}/content-jobs/{job_id}/retry", headers=api.acme.headers
+        )
+
+
 async def test_a_change_made_in_psql_appears_with_reason_manual(api: Api) -> None:
     job_id = await api.submit("noop")
     api.sql(

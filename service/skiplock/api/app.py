@@ -24,7 +24,7 @@ from starlette.routing import Route
 from skiplock import db, store
 from skiplock.api import assets, jobs, metrics, openapi, streams, ui
 from skiplock.api.auth import Authenticator, whoami
-from skiplock.api.errors import exception_handlers
+from skiplock.api.errors import ContainErrors, exception_handlers
 from skiplock.api.notifier import Notifier
 from skiplock.api.submits import SubmitWriter
 from skiplock.handlers import Registry, registry
@@ -102,6 +102,7 @@ def create_app(
             )
         )
     middleware.append(Middleware(metrics.MetricsMiddleware))
+    middleware.append(Middleware(ContainErrors))  # innermost: metrics count its 500s
     app = Starlette(
         routes=routes(),
         middleware=middleware,

@@ -4,6 +4,8 @@ Postgres's jsonb cannot store, each with its SPEC §4 status (415, 413, 400, 422
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -12,6 +14,9 @@ from skiplock.api.errors import ApiError
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB
 MAX_DEPTH = 64
+# A number Python reads as a float outside a double's range (inf) needs an exponent, or more
+# than 308 digits: text with neither cannot hold one, so the walk below can be skipped.
+_MAYBE_OUT_OF_RANGE = re.compile(r"[0-9][eE]|[0-9]{300}")
 
 
 def _is_json_media_type(content_type: str) -> bool:
@@ -24,8 +29,12 @@ def _is_json_media_type(content_type: str) -> bool:
 async def read_json(request: Request) -> Any:
     if not _is_json_media_type(request.headers.get("content-type", "")):
         raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
-    declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    declared = request.headers.get("content-length", "")
+    if (
+        declared.isascii()
+        and declared.isdigit()
+        and (len(declared) > 9 or int(declared) > MAX_BODY_BYTES)
+    ):
         raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes (1 MiB)")
     body = bytearray()
     async for chunk in request.stream():
@@ -63,9 +72,14 @@ def _plainly_storable(text: str) -> bool:
 
     A NUL or a lone surrogate can only reach a parsed string through a \\u escape: the
     decoder refuses raw control characters, and valid UTF-8 never decodes to a surrogate.
-    And nesting N deep takes at least N brackets or braces (strings can only add more).
+    Nesting N deep takes at least N brackets or braces (strings can only add more). And an
+    out-of-range number needs an exponent or 300+ digits in a row.
     """
-    return "\\u" not in text and text.count("[") + text.count("{") <= MAX_DEPTH
+    return (
+        "\\u" not in text
+        and text.count("[") + text.count("{") <= MAX_DEPTH
+        and _MAYBE_OUT_OF_RANGE.search(text) is None
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -77,28 +91,46 @@ def _reason(exc: BaseException) -> str:
 
 
 def check_storable(value: Any) -> None:
-    """422 for JSON that Postgres's jsonb cannot store, or nested deeper than MAX_DEPTH."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    """422 for JSON that Postgres's jsonb cannot store, or nested deeper than MAX_DEPTH,
+    naming where in the body it is (`input.frames[3].x`)."""
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(value, 1, ())]
     while stack:
-        item, depth = stack.pop()
+        item, depth, path = stack.pop()
         if isinstance(item, dict | list):
             if depth > MAX_DEPTH:
                 raise ApiError(422, f"JSON nested deeper than {MAX_DEPTH} arrays and objects")
             children = item.items() if isinstance(item, dict) else enumerate(item)
             for key, child in children:
                 if isinstance(key, str):
-                    _check_text(key)
-                stack.append((child, depth + 1))
+                    _check_text(key, path)
+                stack.append((child, depth + 1, (*path, key)))
         elif isinstance(item, str):
-            _check_text(item)
+            _check_text(item, path)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ApiError(
+                422,
+                f"{_where(path)} is a number outside the range Postgres stores for JSON "
+                "(a double, at most about 1.8e308 in size)",
+            )
 
 
-def _check_text(text: str) -> None:
+def _where(path: tuple[str | int, ...]) -> str:
+    """A path in the body as a person writes it: input.frames[3].x (keys cut at 100 chars)."""
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else f".{step[:100]}"
+    return text.lstrip(".") or "the body"
+
+
+def _check_text(text: str, path: tuple[str | int, ...]) -> None:
     if "\x00" in text:
-        raise ApiError(422, "JSON strings cannot contain \\u0000 (Postgres cannot store it)")
+        raise ApiError(
+            422, f"{_where(path)}: JSON strings cannot contain \\u0000 (Postgres cannot store it)"
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ApiError(
-            422, "JSON strings cannot contain lone surrogates (\\ud800-\\udfff)"
+            422,
+            f"{_where(path)}: JSON strings cannot contain lone surrogates (\\ud800-\\udfff)",
         ) from None

@@ -15,6 +15,7 @@ from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +95,43 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 def exception_handlers() -> dict[Any, Any]:
+    # Not Exception: Starlette hands that to its outermost middleware, which answers 500
+    # and then re-raises, and uvicorn closes a connection whose app raised: the client's
+    # keep-alive connection would die with the request. ContainErrors answers instead.
     return {
         ApiError: on_api_error,
         HTTPException: on_http_exception,
         psycopg.OperationalError: on_database_error,
         PoolTimeout: on_database_error,
-        Exception: on_unexpected,
     }
+
+
+class ContainErrors:
+    """Turns an unexpected exception into the 500 JSON answer and ends the request there.
+
+    A bug costs one request, not the client's connection. Only when the response had
+    already begun (a stream broke midway) does the exception go on, so uvicorn closes
+    the connection: the client must not take half a body for a whole one.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            response = await on_unexpected(Request(scope), exc)
+            await response(scope, receive, send)

@@ -256,7 +256,8 @@ async def list_jobs(request: Request) -> JSONResponse:
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+    # The length check comes first: int() of thousands of digits is slow, then refused.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ApiError(422, f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
 

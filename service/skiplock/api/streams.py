@@ -101,26 +101,35 @@ class _Stream:
     async def company(self, last_event_id: str | None) -> AsyncIterator[bytes]:
         try:
             if last_event_id is not None:
-                async for chunk in self._resume(last_event_id):
-                    yield chunk
+                position = await self._position(last_event_id)
+                if position is None:
+                    yield _reset(last_event_id)  # then as if new: live events only
+                else:
+                    async for chunk in self._replay(position):
+                        yield chunk
             async for chunk in self._live():
                 yield chunk
         finally:
             self.close()
 
     async def job(self, row: dict[str, Any], last_event_id: str | None) -> AsyncIterator[bytes]:
+        """`reset` first when Last-Event-ID names no retained event of this job (SPEC §4),
+        then `status`, then the events after Last-Event-ID or, without one, after `status`."""
         try:
+            position = None
+            if last_event_id is not None:
+                position = await self._position(last_event_id)
+                if position is None:
+                    yield _reset(last_event_id)
             yield frame(job_json(row), "status")
             if row["tip_id"] is not None:
                 self.sent = Position(int(row["tip_xid"]), row["tip_id"])
-            finished = row["status"] in TERMINAL_STATUSES
-            if last_event_id is not None:
-                self.sent = events.START
-                async for chunk in self._resume(last_event_id):
+            if position is not None:
+                async for chunk in self._replay(position):
                     yield chunk
                     if chunk is _TERMINAL:
                         return
-            if finished:
+            if row["status"] in TERMINAL_STATUSES:
                 return
             async for chunk in self._live():
                 yield chunk
@@ -129,19 +138,19 @@ class _Stream:
         finally:
             self.close()
 
-    async def _resume(self, last_event_id: str) -> AsyncIterator[bytes]:
-        """Replay the stream's events after last_event_id; `event: reset` if it is unknown."""
-        position = None
-        if last_event_id.isascii() and last_event_id.isdigit() and len(last_event_id) < 19:
-            async with self.pool.connection() as conn:
-                position = await events.resolve_position(
-                    conn, int(last_event_id), self.company_id, self.job_id
-                )
-        if position is None:
-            yield frame({"lastEventId": last_event_id}, "reset")
-            return
-        after = position
-        self.sent = position
+    async def _position(self, last_event_id: str) -> Position | None:
+        """Where last_event_id lies in this stream, or None when it names no retained event
+        of it (pruned, another company's or job's, or not an id at all)."""
+        if not (last_event_id.isascii() and last_event_id.isdigit() and len(last_event_id) < 19):
+            return None
+        async with self.pool.connection() as conn:
+            return await events.resolve_position(
+                conn, int(last_event_id), self.company_id, self.job_id
+            )
+
+    async def _replay(self, position: Position) -> AsyncIterator[bytes]:
+        """The stream's events after position, from the table, in (xid, id) order."""
+        after = self.sent = position
         while True:
             async with self.pool.connection() as conn:
                 if self.job_id is not None:
@@ -199,6 +208,11 @@ class _Stream:
         if getting.done() and not getting.cancelled():
             return getting.result()
         return None
+
+
+def _reset(last_event_id: str) -> bytes:
+    """No id (a reset is not an event of the log); data, since browsers drop data-less events."""
+    return frame({"lastEventId": last_event_id[:1000]}, "reset")
 
 
 # A marker yielded after a job's terminal event: nothing is written for it.
