@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,26 @@ def test_worker_mistakes_are_one_line(database_url: str) -> None:
     assert down.startswith("skiplock: cannot connect to Postgres at 127.0.0.1:1")
     usage = run_cli("worker", "--concurrency", "0", env=env)
     assert usage.returncode == 2 and "at least 1" in usage.stderr
+
+
+def test_serve_and_dev_on_a_taken_port_say_one_line(database_url: str, tmp_path: Path) -> None:
+    """Issue 13: not uvicorn's `ERROR: [Errno 98]` and exit 3, nor dev's traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        env = {"DATABASE_URL": database_url, "SKIPLOCK_STORAGE_DIR": str(tmp_path / "storage")}
+        served = one_line_error(run_cli("serve", "--port", port, env=env))
+        dev = one_line_error(run_cli("dev", "--port", port, "--data-dir", str(tmp_path), env=env))
+    for line in (served, dev):
+        assert line == (
+            f"skiplock: cannot listen on 127.0.0.1:{port} (address already in use); "
+            "choose another with --port"
+        )
+
+
+def test_serve_on_an_unknown_host_says_one_line(database_url: str) -> None:
+    line = one_line_error(
+        run_cli("serve", "--host", "no-such-host.invalid", env={"DATABASE_URL": database_url})
+    )
+    assert line.startswith("skiplock: cannot listen on no-such-host.invalid:8000 (")

@@ -51,7 +51,8 @@ def run_dev(settings: Settings, *, data_dir: Path, host: str, port: int) -> int:
             f"database: {database_url}",
             "ready; press Ctrl-C to stop",
         ]
-        return 0 if _serve(settings, host, port, announce) else 2
+        _serve(settings, host, port, announce)
+        return 0
     except KeyboardInterrupt:
         return 0  # Ctrl-C is how dev is meant to end
     finally:
@@ -90,14 +91,13 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text + "\n")
 
 
-def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> bool:
-    """Serve until Ctrl-C or SIGTERM, printing `announce` once the socket listens.
-
-    False if the server could not start (the port is taken, say).
-    """
+def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> None:
+    """Serve until Ctrl-C or SIGTERM, printing `announce` once the socket listens. A port that
+    is taken is one line (ConfigError) before anything starts."""
     from skiplock.api import server as api_server
     from skiplock.api.app import create_app
 
+    sockets = api_server.listen(host, port)
     closing = asyncio.Event()
     app = create_app(settings, closing=closing)
     server = api_server.QuietServer(api_server.config(app, host, port))
@@ -111,7 +111,7 @@ def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> boo
             worker.stop()
 
         api_server.on_stop_signals(stop)
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(server.serve(sockets=sockets))
         working = asyncio.create_task(worker.run())
         while not (server.started and worker.started.is_set()):
             if serving.done() or working.done():
@@ -127,4 +127,3 @@ def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> boo
         await asyncio.gather(serving, working)
 
     asyncio.run(serve())
-    return not api_server.said_not_started(server, host, port)
