@@ -55,9 +55,7 @@ def listen(host: str, port: int) -> list[socket.socket]:
     where uvicorn would log `ERROR: [Errno 98]` and exit 3."""
     where = f"{host}:{port}"
     try:
-        addresses = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, OverflowError, UnicodeError) as exc:
         raise ConfigError(
             f"skiplock: cannot listen on {where} ({_reason(exc)}); check --host and --port"
