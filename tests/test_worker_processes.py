@@ -274,6 +274,32 @@ def test_postgres_outage_shorter_than_the_lease_does_not_stop_running_handlers(
 
 
 @pytest.mark.slow
+def test_sigterm_during_a_postgres_outage_stops_the_worker_within_dockers_10_s(
+    outage_db: tuple[EmbeddedPostgres, str, Any, uuid.UUID], tmp_path: Path
+) -> None:
+    """Issue 13: the claim waited the pool's 30 s for a connection before it looked at the
+    stop signal, so `docker stop` (10 s, then SIGKILL) killed the worker mid-shutdown."""
+    pg, url, _, _ = outage_db
+    worker = start_worker_process(url, tmp_path)
+    try:
+        pg.stop()
+        # The first claim fails at once; the next one waits for the pool to reconnect (it
+        # retries 50 ms later, and the pool waits up to 30 s). No log line tells when it
+        # waits, so give it a second to get there.
+        wait_for(lambda: "claiming failed" in worker.log(), timeout=30)
+        time.sleep(1)
+        worker.signal(signal.SIGTERM)
+        sent = time.monotonic()
+        assert worker.wait(timeout=60) == 0, worker.log()[-2000:]
+        took = time.monotonic() - sent
+    finally:
+        worker.kill()
+        pg.start()
+    print(f"\nSIGTERM during an outage: the worker exited after {took:.1f} s")
+    assert took < 10, f"took {took:.1f} s, past docker stop's 10 s"
+
+
+@pytest.mark.slow
 def test_after_a_postgres_restart_a_new_job_starts_within_a_second(
     outage_db: tuple[EmbeddedPostgres, str, Any, uuid.UUID], tmp_path: Path
 ) -> None:

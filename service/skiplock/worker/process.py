@@ -23,9 +23,9 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -55,6 +55,7 @@ SHUTDOWN_WRITE_SECONDS = 5.0  # after the grace, at most this long to hand jobs 
 WORKER_SESSION = "SET enable_seqscan = off; SET jit = off"
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -256,8 +257,14 @@ class Worker:
                 await self._doorbell.wait(timeout=self._poll_timeout())
 
     async def _claim(self, limit: int) -> int:
-        sent = time.monotonic()
-        async with self._pool.connection() as conn:
+        # The wait for a connection is raced against stop(): during an outage the pool waits
+        # up to 30 s for one, past Docker's 10 s stop timeout. Nothing was sent yet, so
+        # giving up that wait is safe (the pool takes the cancellation back cleanly).
+        conn = await _unless_stopping(self._stopping, self._pool.getconn(), self._pool.putconn)
+        if conn is None:
+            return 0
+        try:
+            sent = time.monotonic()
             rows = await store.claim_jobs(
                 conn,
                 worker_id=self.id,
@@ -265,6 +272,8 @@ class Worker:
                 limit=limit,
                 lease_seconds=self.settings.lease_seconds,
             )
+        finally:
+            await self._pool.putconn(conn)
         for row in rows:
             self._start(HeldJob(row, lease_deadline=self._leases.deadline_from(sent)))
         return len(rows)
@@ -412,19 +421,34 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+async def _unless_stopping(
+    stopping: asyncio.Event,
+    getting: Coroutine[Any, Any, _T],
+    give_back: Callable[[_T], Awaitable[None]],
+) -> _T | None:
+    """getting's result, or None once stopping is set first (getting is then cancelled, and
+    a result that arrived at the same moment is handed to give_back)."""
+    task = asyncio.ensure_future(getting)
+    await _first_of(stopping, tasks={task})
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await give_back(await task)
+    return None
+
+
 async def _first_of(
     *events: asyncio.Event,
     timeout: float | None = None,
-    tasks: set[asyncio.Task[None]] | None = None,
+    tasks: Iterable[asyncio.Future[Any]] = (),
 ) -> None:
     """Return when any event is set, any of `tasks` ends, or after timeout."""
     if any(event.is_set() for event in events):
         return
     waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(e.wait()) for e in events}
     try:
-        await asyncio.wait(
-            waiters | set(tasks or ()), timeout=timeout, return_when="FIRST_COMPLETED"
-        )
+        await asyncio.wait(waiters | set(tasks), timeout=timeout, return_when="FIRST_COMPLETED")
     finally:
         for waiter in waiters:
             waiter.cancel()
