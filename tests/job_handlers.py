@@ -111,3 +111,44 @@ async def big_file(ctx: JobContext, params: dict[str, Any]) -> Output:
         for _ in range(int(params.get("mib", 1))):
             out.write(block_)
     return Output(filename="big.bin", content_type="application/octet-stream", path=path)
+
+
+# -- poison (issue 13): texts Postgres cannot store, and a background task that dies ------
+
+
+@register("nul_stderr")
+async def nul_stderr(ctx: JobContext, params: dict[str, Any]) -> None:
+    """A child that writes a NUL to stderr, then fails: the error message carries it."""
+    record_run(ctx)
+    await ctx.run("sh", "-c", "printf 'bad\\000byte\\n' >&2; exit 3")
+
+
+@register("nul_progress")
+async def nul_progress(ctx: JobContext, params: dict[str, Any]) -> None:
+    record_run(ctx)
+    await ctx.progress(0.5, "half\x00way")
+
+
+@register("surrogate_name")
+async def surrogate_name(ctx: JobContext, params: dict[str, Any]) -> Output:
+    """A file name as os.fsdecode makes it from Latin-1 bytes: a lone surrogate."""
+    record_run(ctx)
+    name = os.fsdecode(b"caf\xe9.txt")
+    return Output(filename=name, content_type="text/plain\x00", data=b"coffee")
+
+
+@register("sabotage")
+async def sabotage(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Breaks this worker's progress writer, standing in for a bug in a background task."""
+    import gc
+
+    from skiplock.worker.progress import ProgressWriter
+
+    async def broken(*args: Any) -> None:
+        raise RuntimeError("sabotaged")
+
+    for thing in gc.get_objects():
+        if isinstance(thing, ProgressWriter):
+            thing._write = broken  # type: ignore[method-assign]
+    await ctx.progress(0.5)
+    await asyncio.sleep(30)  # the flush writes it (and dies) within 0.2 s

@@ -31,7 +31,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from skiplock import db, store
-from skiplock.errors import ConfigError
+from skiplock.errors import ConfigError, SkiplockError
 from skiplock.handlers import Registry, registry
 from skiplock.listener import Listener
 from skiplock.logs import fields
@@ -56,6 +56,10 @@ WORKER_SESSION = "SET enable_seqscan = off; SET jit = off"
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+
+class WorkerCrashed(SkiplockError):
+    """A background task of the worker ended on its own; the worker stopped (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ class Worker:
         self._next_retry: float | None = None  # monotonic time of the earliest retry we set
         self.started = asyncio.Event()  # set once registered and claiming
         self.jobs_finished = 0
+        self.crashed: str | None = None  # the background task that ended on its own
+        self._shutting_down = False
 
     # --------------------------------------------------------------------------------------
     # Lifecycle
@@ -157,17 +163,19 @@ class Worker:
         listener = Listener(url, [QUEUED_CHANNEL], self._on_notify, self._on_listen, name="worker")
         await self._register()
         background = [
-            asyncio.create_task(coro)
-            for coro in (
-                listener.run(),
-                self._completions.run(),
-                self._progress.run(),
-                self._leases.renew(),
-                self._leases.watch(),
-                maintenance.rescue_forever(pool, self.settings.lease_seconds),
-                maintenance.prune_forever(pool, self.settings.event_retention_days),
+            asyncio.create_task(coro, name=name)
+            for name, coro in (
+                ("listener", listener.run()),
+                ("completion writer", self._completions.run()),
+                ("progress writer", self._progress.run()),
+                ("lease renewal", self._leases.renew()),
+                ("cancel watch", self._leases.watch()),
+                ("rescue", maintenance.rescue_forever(pool, self.settings.lease_seconds)),
+                ("pruning", maintenance.prune_forever(pool, self.settings.event_retention_days)),
             )
         ]
+        for task in background:
+            task.add_done_callback(self._on_background_end)
         log.info(
             "worker started %s",
             fields(
@@ -182,11 +190,34 @@ class Worker:
             await self._claim_loop()
             await self._finish_running()
         finally:
+            self._shutting_down = True
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self._unregister()
             log.info("worker stopped %s", fields(worker_id=self.id))
+        if self.crashed is not None:
+            raise WorkerCrashed(
+                f"skiplock: the worker's {self.crashed} task ended unexpectedly (see the log "
+                "above); the worker stopped, and its unfinished jobs come back when their "
+                "leases run out"
+            )
+
+    def _on_background_end(self, task: asyncio.Task[None]) -> None:
+        """A background task ended on its own: without it the worker is half alive (claiming
+        jobs whose outcomes nothing writes, say). Stop the whole process, loudly."""
+        if self._shutting_down:
+            return
+        error = None if task.cancelled() else task.exception()
+        log.critical(
+            "worker: the %s task ended unexpectedly (%s); stopping the worker",
+            task.get_name(),
+            "cancelled" if task.cancelled() else repr(error),
+            exc_info=error,
+        )
+        self.crashed = self.crashed or task.get_name()
+        self.stop()
+        self.stop()  # at once: running jobs may have no one to write their outcomes
 
     async def _register(self) -> None:
         params = {
@@ -321,12 +352,13 @@ class Worker:
 
     async def _write(self, job: HeldJob, outcome: Outcome) -> None:
         written = await self._completions.write(outcome)
-        if not written:
-            if outcome.asset is not None:
-                with contextlib.suppress(OSError):
-                    await self._storage.delete(outcome.asset.stored.object_key)
+        if outcome.asset is not None and (written is None or written.asset is None):
+            with contextlib.suppress(OSError):  # no asset row names it
+                await self._storage.delete(outcome.asset.stored.object_key)
+        if written is None:
             log.warning("job outcome not written: no longer ours %s", _JobFields(job))
             return
+        outcome = written  # cleaned, or a failure in its place when Postgres refused it
         self.jobs_finished += 1
         status = outcome.status if not outcome.reason else f"queued ({outcome.reason})"
         level = logging.INFO if outcome.status == "done" else logging.WARNING
