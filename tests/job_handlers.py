@@ -152,3 +152,36 @@ async def sabotage(ctx: JobContext, params: dict[str, Any]) -> None:
             thing._write = broken  # type: ignore[method-assign]
     await ctx.progress(0.5)
     await asyncio.sleep(30)  # the flush writes it (and dies) within 0.2 s
+
+
+# -- children of ctx.run (issue 13): limits, environment, cleanup -------------------------
+
+
+@register("command")
+async def command(ctx: JobContext, params: dict[str, Any]) -> Output | None:
+    """Runs params.argv with ctx.run; its stdout is the output when params.output is true."""
+    record_run(ctx)
+    result = await ctx.run(*[str(arg) for arg in params["argv"]])
+    if not params.get("output"):
+        return None
+    return Output(filename="stdout.txt", content_type="text/plain", data=result.stdout)
+
+
+@register("late_child", timeout=1)
+def late_child(ctx: JobContext, params: dict[str, Any]) -> None:
+    """A `def` handler that outlives its timeout, then tries to make a workdir and start a
+    child; what happened is written to params.report."""
+    record_run(ctx)
+    time.sleep(3)  # the attempt times out after 1 s
+    said = []
+    try:
+        said.append(f"workdir: made {ctx.workdir}")
+    except Exception as exc:
+        said.append(f"workdir: {type(exc).__name__}")
+    try:
+        pid_file = params["pid_file"]
+        ctx.run_sync("sh", "-c", f"sleep 600 >/dev/null 2>&1 & echo $! > {pid_file}", cwd=Path("/"))
+        said.append("run: started a child")
+    except Exception as exc:
+        said.append(f"run: {type(exc).__name__}")
+    Path(params["report"]).write_text("\n".join(said))

@@ -21,6 +21,12 @@ DEFAULT_STORAGE_DIR = Path(".skiplock/storage")
 DEFAULT_GENERATED_ASSET_MAX_BYTES = 524_288_000  # 500 MiB
 DEFAULT_LEASE_SECONDS = 30
 DEFAULT_EVENT_RETENTION_DAYS = 7
+# Children of ctx.run (renderers): 4K video with x264 capped at 4 threads writes 544 MiB,
+# a diagram at the default pixel budget ~260 MiB; the CPU time covers the largest video
+# (5 minutes of 4K at 60 fps: ~340 CPU-seconds measured on 2 cores).
+DEFAULT_CHILD_MEMORY_MB = 1024
+DEFAULT_CHILD_CPU_SECONDS = 600
+DEFAULT_RENDER_MAX_PIXELS = 64_000_000  # 8000 x 8000: ~260 MiB and 1.6 s in dot
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,13 @@ class Settings:
         this gets `event: reset`.
     cors_origins: browser origins allowed to call the API (SKIPLOCK_CORS_ORIGINS).
     log_level: debug, info, warning or error (SKIPLOCK_LOG_LEVEL, default info).
+    child_memory_mb: the memory each child of ctx.run may write, in MiB
+        (SKIPLOCK_CHILD_MEMORY_MB, default 1024); 0 lifts the limit.
+    child_cpu_seconds: the CPU time each child of ctx.run may use
+        (SKIPLOCK_CHILD_CPU_SECONDS, default 600); 0 lifts the limit.
+    child_env: more environment variables children of ctx.run inherit (SKIPLOCK_CHILD_ENV).
+    render_max_pixels: the largest bitmap (PNG) the built-in renderers draw, in pixels
+        (SKIPLOCK_RENDER_MAX_PIXELS, default 64,000,000).
     """
 
     database_url: str | None = None
@@ -51,6 +64,10 @@ class Settings:
     event_retention_days: int = DEFAULT_EVENT_RETENTION_DAYS
     cors_origins: tuple[str, ...] = field(default=())
     log_level: str = "info"
+    child_memory_mb: int = DEFAULT_CHILD_MEMORY_MB
+    child_cpu_seconds: int = DEFAULT_CHILD_CPU_SECONDS
+    child_env: tuple[str, ...] = ()
+    render_max_pixels: int = DEFAULT_RENDER_MAX_PIXELS
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields replaced (flags override the environment)."""
@@ -97,6 +114,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         cors_origins=_comma_list(env.get("SKIPLOCK_CORS_ORIGINS")),
         log_level=_log_level(env.get("SKIPLOCK_LOG_LEVEL")),
+        child_memory_mb=_whole_number(
+            env, "SKIPLOCK_CHILD_MEMORY_MB", DEFAULT_CHILD_MEMORY_MB, unit="MiB", minimum=0
+        ),
+        child_cpu_seconds=_whole_number(
+            env,
+            "SKIPLOCK_CHILD_CPU_SECONDS",
+            DEFAULT_CHILD_CPU_SECONDS,
+            unit="seconds",
+            minimum=0,
+        ),
+        child_env=_comma_list(env.get("SKIPLOCK_CHILD_ENV")),
+        render_max_pixels=_whole_number(
+            env,
+            "SKIPLOCK_RENDER_MAX_PIXELS",
+            DEFAULT_RENDER_MAX_PIXELS,
+            unit="pixels",
+            minimum=1,
+        ),
     )
 
 

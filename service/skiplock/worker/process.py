@@ -38,6 +38,7 @@ from skiplock.logs import fields
 from skiplock.settings import Settings
 from skiplock.storage import LocalDiskStorage, Storage
 from skiplock.worker import maintenance
+from skiplock.worker.children import child_limits
 from skiplock.worker.completions import CompletionWriter, Outcome
 from skiplock.worker.leases import HeldJob, Leases
 from skiplock.worker.progress import ProgressWriter
@@ -159,6 +160,8 @@ class Worker:
             self._storage,
             max_output_bytes=self.settings.generated_asset_max_bytes,
             report_progress=self._progress.report,
+            child_limits=child_limits(self.settings),
+            child_env=self.settings.child_env,
         )
         listener = Listener(url, [QUEUED_CHANNEL], self._on_notify, self._on_listen, name="worker")
         await self._register()
