@@ -27,6 +27,9 @@ DEFAULT_EVENT_RETENTION_DAYS = 7
 DEFAULT_CHILD_MEMORY_MB = 1024
 DEFAULT_CHILD_CPU_SECONDS = 600
 DEFAULT_RENDER_MAX_PIXELS = 64_000_000  # 8000 x 8000: ~260 MiB and 1.6 s in dot
+DEFAULT_HTTP_MAX_HEADER_BYTES = 32_768
+DEFAULT_HTTP_MAX_CONNECTIONS = 10_000
+DEFAULT_SSE_MAX_STREAMS_PER_COMPANY = 500
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,14 @@ class Settings:
     child_env: more environment variables children of ctx.run inherit (SKIPLOCK_CHILD_ENV).
     render_max_pixels: the largest bitmap (PNG) the built-in renderers draw, in pixels
         (SKIPLOCK_RENDER_MAX_PIXELS, default 64,000,000).
+    http_max_header_bytes: a request whose line and headers pass this is answered 431
+        (SKIPLOCK_HTTP_MAX_HEADER_BYTES, default 32768).
+    http_max_connections: open HTTP connections per `serve` before new requests get 503
+        (SKIPLOCK_HTTP_MAX_CONNECTIONS, default 10000; lowered to fit the open-file limit).
+    sse_max_streams: open SSE streams per `serve` (SKIPLOCK_SSE_MAX_STREAMS, default 0:
+        3/4 of the connections).
+    sse_max_streams_per_company: open SSE streams of one company per `serve`
+        (SKIPLOCK_SSE_MAX_STREAMS_PER_COMPANY, default 500; at most half the streams).
     """
 
     database_url: str | None = None
@@ -68,6 +79,10 @@ class Settings:
     child_cpu_seconds: int = DEFAULT_CHILD_CPU_SECONDS
     child_env: tuple[str, ...] = ()
     render_max_pixels: int = DEFAULT_RENDER_MAX_PIXELS
+    http_max_header_bytes: int = DEFAULT_HTTP_MAX_HEADER_BYTES
+    http_max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS
+    sse_max_streams: int = 0
+    sse_max_streams_per_company: int = DEFAULT_SSE_MAX_STREAMS_PER_COMPANY
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields replaced (flags override the environment)."""
@@ -130,6 +145,31 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "SKIPLOCK_RENDER_MAX_PIXELS",
             DEFAULT_RENDER_MAX_PIXELS,
             unit="pixels",
+            minimum=1,
+        ),
+        http_max_header_bytes=_whole_number(
+            env,
+            "SKIPLOCK_HTTP_MAX_HEADER_BYTES",
+            DEFAULT_HTTP_MAX_HEADER_BYTES,
+            unit="bytes",
+            minimum=1024,
+            maximum=1 << 20,
+        ),
+        http_max_connections=_whole_number(
+            env,
+            "SKIPLOCK_HTTP_MAX_CONNECTIONS",
+            DEFAULT_HTTP_MAX_CONNECTIONS,
+            unit="connections",
+            minimum=1,
+        ),
+        sse_max_streams=_whole_number(
+            env, "SKIPLOCK_SSE_MAX_STREAMS", 0, unit="streams", minimum=0
+        ),
+        sse_max_streams_per_company=_whole_number(
+            env,
+            "SKIPLOCK_SSE_MAX_STREAMS_PER_COMPANY",
+            DEFAULT_SSE_MAX_STREAMS_PER_COMPANY,
+            unit="streams",
             minimum=1,
         ),
     )

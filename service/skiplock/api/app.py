@@ -28,6 +28,7 @@ from skiplock.api.errors import ContainErrors, exception_handlers
 from skiplock.api.notifier import Notifier
 from skiplock.api.submits import SubmitWriter
 from skiplock.handlers import Registry, registry
+from skiplock.limits import ServeLimits, open_file_limit, serve_limits
 from skiplock.settings import Settings
 from skiplock.storage import LocalDiskStorage, Storage
 
@@ -112,8 +113,19 @@ def create_app(
     app.state.registry = handlers
     app.state.storage = storage or LocalDiskStorage(settings.storage_dir)
     app.state.settings = settings
+    app.state.limits = app_limits(settings)
     app.state.closing = closing or asyncio.Event()
     return app
+
+
+def app_limits(settings: Settings) -> ServeLimits:
+    """How many connections and streams this process takes, given its open-file limit."""
+    return serve_limits(
+        open_file_limit(),
+        settings.http_max_connections,
+        settings.sse_max_streams,
+        settings.sse_max_streams_per_company,
+    )
 
 
 async def healthz(request: Request) -> JSONResponse:

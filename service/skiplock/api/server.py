@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 
-from skiplock.api.app import create_app
+from skiplock.api.app import app_limits, create_app
+from skiplock.api.protocol import bounded_protocol
 from skiplock.errors import ConfigError
+from skiplock.limits import ServeLimits
 from skiplock.settings import Settings
 
 
@@ -31,10 +33,17 @@ class QuietServer(uvicorn.Server):
 
 
 def config(app: object, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's config for the app: its HTTP protocol bounds request heads and its
+    connections are capped, both from the app's settings (limits.py, protocol.py)."""
+    state = getattr(app, "state", None)
+    settings: Settings = getattr(state, "settings", None) or Settings()
+    limits: ServeLimits = getattr(state, "limits", None) or app_limits(settings)
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
+        http=bounded_protocol(settings.http_max_header_bytes),
+        limit_concurrency=limits.max_connections,
         log_level="warning",
         access_log=False,
         lifespan="on",
