@@ -3,6 +3,7 @@ a low open-file limit with one tenant opening streams, and idle connections past
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import resource
@@ -41,11 +42,12 @@ class Serve:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def rss_mib(self) -> float:
+    def rss_mib(self, field: str = "VmRSS") -> float:
+        """Resident memory now, or at its peak so far with field="VmHWM"."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
-        raise AssertionError("no VmRSS")
+        raise AssertionError(f"no {field}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -134,15 +136,15 @@ def test_60_requests_with_a_5_mb_authorization_header_leave_serve_small(
     and stayed there. Now the request is refused (431) once its head passes 32 KiB."""
     serve = start_serve(database_url, tmp_path)
     stop_later.append(serve)
-    before = serve.rss_mib()
+    before = serve.rss_mib("VmHWM")
     answers = set()
     for n in range(60):
         credential = b"sk_" + b"%05d" % n + b"x" * (5 * MiB)
         head = b"GET /whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + credential
         answer = raw_request(serve.port, head + b"\r\n\r\n")
         answers.add(answer.split(b"\r\n", 1)[0])
-    grown = serve.rss_mib() - before
-    print(f"\nserve RSS {before:.0f} MiB -> {before + grown:.0f} MiB after 60 x 5 MB headers")
+    grown = serve.rss_mib("VmHWM") - before
+    print(f"\nserve peak RSS {before:.0f} MiB -> {before + grown:.0f} MiB after 60 x 5 MB headers")
     assert answers <= {b"HTTP/1.1 431 Request Header Fields Too Large", b""}, answers
     assert b"HTTP/1.1 431 Request Header Fields Too Large" in answers
     assert grown < 60, f"serve grew by {grown:.0f} MiB"
@@ -332,3 +334,51 @@ async def test_a_connection_must_send_its_request_head_in_time_but_a_stream_may_
             await api.submit("noop")
             await until(lambda: len(stream.events()) == 1)
             assert not stream.ended.is_set()
+
+
+# -- item 6: list pages bounded by bytes ---------------------------------------------------
+
+
+def test_a_list_page_of_large_inputs_is_cut_by_bytes_and_the_cursor_walks_them_all(
+    database_url: str, tmp_path: Path, stop_later: list[Serve]
+) -> None:
+    """200 jobs with 1 MiB inputs: `?limit=200` was one 210 MB body built in memory (8 such
+    requests at once took serve to 2.1 GB). Now a page ends near 4 MiB with nextCursor set."""
+    tenant = company(database_url, "big")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO skiplock.content_jobs (company_id, job_type, input, progress, created_at) "
+            "SELECT %s, 'noop', jsonb_build_object('blob', repeat(md5(g::text), 32768), 'n', g), "
+            "CASE WHEN g %% 2 = 0 THEN %s::jsonb END, "
+            "now() - make_interval(secs => g) FROM generate_series(1, 200) AS g",
+            (tenant.company_id, '{"fraction": 0.5, "message": "ünïcode"}'),
+        )
+    serve = start_serve(database_url, tmp_path)
+    stop_later.append(serve)
+    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+    url = f"{serve.base}/companies/{tenant.company_id}/content-jobs"
+    before = serve.rss_mib("VmHWM")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(
+                lambda _: httpx.get(url, params={"limit": 200}, headers=headers, timeout=60),
+                range(8),
+            )
+        )
+    grown = serve.rss_mib("VmHWM") - before
+    print(f"\n8 concurrent ?limit=200 over 1 MiB inputs: serve's peak grew {grown:.0f} MiB")
+    first = answers[0].json()
+    assert all(a.status_code == 200 and a.json() == first for a in answers)
+    assert 1 <= len(first["items"]) < 10 and first["nextCursor"] is not None
+    assert len(answers[0].content) <= 5 * MiB
+    assert grown < 300, f"serve grew by {grown:.0f} MiB"
+    # The cursor walks every job once, newest first; each item reads as GET shows it.
+    seen, cursor = [item["input"]["n"] for item in first["items"]], first["nextCursor"]
+    while cursor is not None:
+        page = httpx.get(url, params={"limit": 200, "cursor": cursor}, headers=headers).json()
+        seen += [item["input"]["n"] for item in page["items"]]
+        cursor = page["nextCursor"]
+    assert seen == list(range(1, 201))
+    one = first["items"][1]
+    assert one == httpx.get(f"{url}/{one['id']}", headers=headers).json()
+    assert one["progress"] == {"fraction": 0.5, "message": "ünïcode"}
