@@ -382,3 +382,65 @@ def test_a_list_page_of_large_inputs_is_cut_by_bytes_and_the_cursor_walks_them_a
     one = first["items"][1]
     assert one == httpx.get(f"{url}/{one['id']}", headers=headers).json()
     assert one["progress"] == {"fraction": 0.5, "message": "ünïcode"}
+
+
+# -- item 8: /metrics ------------------------------------------------------------------------
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in the scrape")
+
+
+def test_metrics_scrapes_share_one_reading_on_a_connection_of_their_own(
+    database_url: str, tmp_path: Path, stop_later: list[Serve]
+) -> None:
+    """Each scrape ran the gauges' query on the API's pool: 30 scrapers held its connections
+    and slowed everyone. Now one reading at a time runs on its own connection, at most every
+    5 s, and every scrape meanwhile is served from it."""
+    tenant = company(database_url, "watched")
+    serve = start_serve(database_url, tmp_path)
+    stop_later.append(serve)
+    stop = time.monotonic() + 4
+    waiting: list[list[str]] = []
+
+    def scrape_until_stop() -> None:
+        while time.monotonic() < stop:
+            assert httpx.get(f"{serve.base}/metrics", timeout=30).status_code == 200
+
+    with (
+        psycopg.connect(database_url) as locker,
+        psycopg.connect(database_url, autocommit=True) as watcher,
+    ):
+        # The gauges' query reads content_jobs: while this lock is held, every reading waits.
+        locker.execute("LOCK TABLE skiplock.content_jobs IN ACCESS EXCLUSIVE MODE")
+        with concurrent.futures.ThreadPoolExecutor(30) as pool:
+            scrapers = [pool.submit(scrape_until_stop) for _ in range(30)]
+            while time.monotonic() < stop:
+                rows = watcher.execute(
+                    "SELECT application_name FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                ).fetchall()
+                waiting.append([name for (name,) in rows])
+                time.sleep(0.02)
+            # Meanwhile a client's first request (its key not cached yet) is answered.
+            headers = {"Authorization": f"Bearer {tenant.api_key}"}
+            assert httpx.get(f"{serve.base}/whoami", headers=headers).status_code == 200
+            for scraper in scrapers:
+                scraper.result()
+        locker.rollback()
+    assert max(len(names) for names in waiting) == 1, max(waiting, key=len)
+    assert {name for names in waiting for name in names} == {"skiplock metrics"}
+
+    started = time.monotonic()
+    first = httpx.get(f"{serve.base}/metrics").text
+    for _ in range(20):
+        last = httpx.get(f"{serve.base}/metrics").text
+    elapsed = time.monotonic() - started
+    readings = _metric(last, "skiplock_metrics_snapshots_total") - _metric(
+        first, "skiplock_metrics_snapshots_total"
+    )
+    assert readings <= 1 + elapsed // 5, (readings, elapsed)
+    assert _metric(last, "skiplock_metrics_snapshot_age_seconds") < 5 + elapsed

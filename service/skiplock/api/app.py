@@ -89,6 +89,8 @@ def create_app(
             notifying.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await notifying
+            if (snapshots := getattr(app.state, "snapshots", None)) is not None:
+                await snapshots.close()
             await pool.close()
 
     middleware = []
@@ -113,6 +115,7 @@ def create_app(
     app.state.registry = handlers
     app.state.storage = storage or LocalDiskStorage(settings.storage_dir)
     app.state.settings = settings
+    app.state.database_url = database_url  # /metrics opens its own connection (metrics.py)
     app.state.limits = app_limits(settings)
     app.state.closing = closing or asyncio.Event()
     return app
