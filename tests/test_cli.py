@@ -41,7 +41,18 @@ def test_bad_lease_seconds_is_one_line() -> None:
 
 
 def test_bad_numeric_settings_are_named() -> None:
-    for name in ("SKIPLOCK_GENERATED_ASSET_MAX_BYTES", "SKIPLOCK_EVENT_RETENTION_DAYS"):
+    names = (
+        "SKIPLOCK_GENERATED_ASSET_MAX_BYTES",
+        "SKIPLOCK_EVENT_RETENTION_DAYS",
+        "SKIPLOCK_CHILD_MEMORY_MB",
+        "SKIPLOCK_CHILD_CPU_SECONDS",
+        "SKIPLOCK_RENDER_MAX_PIXELS",
+        "SKIPLOCK_HTTP_MAX_HEADER_BYTES",
+        "SKIPLOCK_HTTP_MAX_CONNECTIONS",
+        "SKIPLOCK_SSE_MAX_STREAMS",
+        "SKIPLOCK_SSE_MAX_STREAMS_PER_COMPANY",
+    )
+    for name in names:
         assert name in one_line_error(run_cli("migrate", env={name: "-5"}))
 
 
