@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
-from api_harness import Api, running_api
+from api_harness import SERVER_STOP_SECONDS, Api, running_api
 from skiplock.api.app import create_app
 from skiplock.api.server import QuietServer
 from skiplock.api.server import config as server_config
@@ -259,7 +259,7 @@ async def serving(database_url: str, storage_dir: Path, port: int) -> AsyncItera
     finally:
         closing.set()
         server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, SERVER_STOP_SECONDS)
 
 
 async def status_in_database(api: Api, job_id: str, status: str) -> None:
