@@ -1,0 +1,231 @@
+"""The `s3` backend: objects in an S3-compatible bucket (AWS S3, MinIO, Ceph, R2, GCS's S3 API).
+
+Built on obstore (Rust's object_store): async, streamed multipart uploads that it aborts
+itself when the input fails or the upload is cancelled, ranged GETs streamed in chunks, and
+presigned URLs. Why obstore over aiobotocore: see the README's Dependencies.
+
+An output up to SINGLE_PUT_BYTES goes up as one PUT; a larger one as a multipart upload of
+PART_BYTES parts, PART_CONCURRENCY at a time, so an upload holds at most about
+(PART_CONCURRENCY + 1) x PART_BYTES in memory whatever the output's size. The sha256 is
+computed here on the way (S3's own checksums of a multipart upload are per part, not a
+whole-object sha256) and the size limit is enforced here too: raising inside the stream
+makes obstore abort the multipart upload, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import obstore
+from obstore.exceptions import BaseError, NotFoundError, PermissionDeniedError
+from obstore.store import S3Store
+
+from skiplock.errors import ConfigError
+from skiplock.storage.config import S3Settings
+from skiplock.storage.protocol import (
+    CHUNK_SIZE,
+    AssetTooLarge,
+    StorageUnavailable,
+    StoredObject,
+    attachment_disposition,
+)
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig, RetryConfig, S3Config
+
+# S3's smallest part is 5 MiB; 8 MiB parts take a 500 MiB output in 63 parts (limit 10,000).
+PART_BYTES = 8 << 20
+PART_CONCURRENCY = 2
+SINGLE_PUT_BYTES = PART_BYTES
+# A request that cannot connect in 5 s, or stalls 60 s between reads, fails; a whole request
+# may take long (a slow client downloading 500 MiB through the API keeps its GET open).
+_CLIENT: ClientConfig = {
+    "connect_timeout": timedelta(seconds=5),
+    "read_timeout": timedelta(seconds=60),
+    "timeout": timedelta(hours=6),
+}
+# A store that is down fails a request within about 10 s: the attempt is retried by the
+# queue (with backoff), and /content answers 503 instead of hanging.
+_RETRY: RetryConfig = {"max_retries": 3, "retry_timeout": timedelta(seconds=10)}
+# A key that never exists: GETting it proves bucket, endpoint and credentials at start.
+_PROBE_KEY = ".skiplock-probe-does-not-exist"
+
+
+class S3Storage:
+    provider: str = "s3"
+
+    def __init__(self, settings: S3Settings) -> None:
+        self.settings = settings
+        self.key_prefix = settings.prefix
+        self.presign_seconds = settings.presign_seconds
+        config: S3Config = {"region": settings.region}
+        if settings.endpoint:
+            # Path-style requests (endpoint/bucket/key): what MinIO, Ceph and most
+            # compatibles expect; AWS accepts them too.
+            config["endpoint"] = settings.endpoint
+            config["virtual_hosted_style_request"] = False
+        if settings.access_key_id:
+            config["access_key_id"] = settings.access_key_id
+            config["secret_access_key"] = settings.secret_access_key or ""
+        if settings.session_token:
+            config["session_token"] = settings.session_token
+        client: ClientConfig = dict(_CLIENT)  # type: ignore[assignment]
+        client["allow_http"] = bool(settings.endpoint and settings.endpoint.startswith("http:"))
+        self._store = S3Store(
+            settings.bucket, config=config, client_options=client, retry_config=_RETRY
+        )
+
+    async def put(
+        self,
+        object_key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int,
+        content_type: str = "application/octet-stream",
+        filename: str | None = None,
+    ) -> StoredObject:
+        hasher = hashlib.sha256()
+        total = 0
+
+        async def counted() -> AsyncIterator[bytes]:
+            nonlocal total
+            async for chunk in chunks:
+                total += len(chunk)
+                if total > max_bytes:
+                    raise AssetTooLarge(max_bytes)
+                hasher.update(chunk)
+                yield chunk
+
+        stream = counted()
+        head = await _read_up_to(stream, SINGLE_PUT_BYTES + 1)
+        attributes: dict[str, str] = {"Content-Type": content_type}
+        if filename:
+            # Kept with the object, so a presigned GET is sent as a download with the right
+            # name: obstore cannot sign response-content-disposition into the URL.
+            attributes["Content-Disposition"] = attachment_disposition(filename)
+        try:
+            if len(head) <= SINGLE_PUT_BYTES:  # the whole output: one request
+                await obstore.put_async(
+                    self._store, object_key, head, attributes=attributes, use_multipart=False
+                )
+            else:
+                await obstore.put_async(
+                    self._store,
+                    object_key,
+                    _prepend(head, stream),
+                    attributes=attributes,
+                    chunk_size=PART_BYTES,
+                    max_concurrency=PART_CONCURRENCY,
+                )
+        except BaseError as exc:
+            raise _unavailable("store", object_key, exc) from None
+        return StoredObject(self.provider, object_key, total, hasher.hexdigest())
+
+    async def delete(self, object_key: str) -> None:
+        try:
+            await obstore.delete_async(self._store, object_key)
+        except NotFoundError:
+            return
+        except BaseError as exc:
+            raise _unavailable("delete", object_key, exc) from None
+
+    async def size(self, object_key: str) -> int:
+        try:
+            meta = await obstore.head_async(self._store, object_key)
+        except NotFoundError:
+            raise FileNotFoundError(f"no object {object_key!r} in the bucket") from None
+        except BaseError as exc:
+            raise _unavailable("read", object_key, exc) from None
+        return int(meta["size"])
+
+    async def open(
+        self, object_key: str, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Bytes start..end inclusive; the GET is sent here, so a missing object raises
+        FileNotFoundError (and a store that is down StorageUnavailable) before any header."""
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"byte range {start}-{end} is not a range of an object")
+        span: Any = {"offset": start} if end is None else (start, end + 1)
+        try:
+            result = await obstore.get_async(self._store, object_key, options={"range": span})
+        except NotFoundError:
+            raise FileNotFoundError(f"no object {object_key!r} in the bucket") from None
+        except BaseError as exc:
+            raise _unavailable("read", object_key, exc) from None
+        return _chunks(result.stream(min_chunk_size=CHUNK_SIZE), object_key)
+
+    async def presigned_url(self, object_key: str) -> str | None:
+        """A GET URL valid presign_seconds, or None when the API streams bytes itself."""
+        if self.presign_seconds <= 0:
+            return None
+        try:
+            url: str = await obstore.sign_async(
+                self._store, "GET", object_key, timedelta(seconds=self.presign_seconds)
+            )
+        except BaseError as exc:
+            raise _unavailable("sign a URL for", object_key, exc) from None
+        return url
+
+    async def check(self) -> None:
+        """Prove the bucket is there and the credentials work; ConfigError in one line."""
+        where = f"bucket {self.settings.bucket!r} at {self.settings.endpoint or 'AWS'}"
+        try:
+            await obstore.get_async(self._store, f"{self.key_prefix}{_PROBE_KEY}")
+        except NotFoundError as exc:
+            if "NoSuchBucket" in str(exc):
+                raise ConfigError(
+                    f"skiplock: S3 {where} does not exist; create it or fix SKIPLOCK_S3_BUCKET"
+                ) from None
+            return  # the probe key is missing, as it should be
+        except PermissionDeniedError:
+            raise ConfigError(
+                f"skiplock: S3 {where} refused access; check AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (skiplock needs s3:GetObject, s3:PutObject, "
+                "s3:DeleteObject and s3:ListBucket)"
+            ) from None
+        except BaseError as exc:
+            raise ConfigError(
+                f"skiplock: cannot reach S3 {where} ({_first_line(exc)}); "
+                "check SKIPLOCK_S3_ENDPOINT, SKIPLOCK_S3_REGION and the credentials"
+            ) from None
+
+    async def aclose(self) -> None:
+        """Nothing to close: obstore's client pool goes with the store."""
+
+
+async def _read_up_to(stream: AsyncIterator[bytes], limit: int) -> bytes:
+    """The first chunks of stream, at least `limit` bytes of them unless it ends sooner."""
+    head = bytearray()
+    while len(head) < limit:
+        try:
+            head += await anext(stream)
+        except StopAsyncIteration:
+            break
+    return bytes(head)
+
+
+async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for offset in range(0, len(head), CHUNK_SIZE):
+        yield head[offset : offset + CHUNK_SIZE]
+    async for chunk in rest:
+        yield chunk
+
+
+async def _chunks(stream: Any, object_key: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in stream:
+            yield bytes(chunk)
+    except BaseError as exc:
+        raise _unavailable("read", object_key, exc) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _unavailable(action: str, object_key: str, exc: BaseException) -> StorageUnavailable:
+    return StorageUnavailable(f"S3 could not {action} {object_key!r}: {_first_line(exc)}")
