@@ -14,6 +14,8 @@ makes obstore abort the multipart upload, so nothing is left behind.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -34,6 +36,7 @@ from skiplock.storage.protocol import (
 )
 
 if TYPE_CHECKING:
+    from obstore import GetOptions
     from obstore.store import ClientConfig, RetryConfig, S3Config
 
 # S3's smallest part is 5 MiB; 8 MiB parts take a 500 MiB output in 63 parts (limit 10,000).
@@ -50,6 +53,8 @@ _CLIENT: ClientConfig = {
 # A store that is down fails a request within about 10 s: the attempt is retried by the
 # queue (with backoff), and /content answers 503 instead of hanging.
 _RETRY: RetryConfig = {"max_retries": 3, "retry_timeout": timedelta(seconds=10)}
+# After a cancellation, how long the upload gets to abort (or its object to be deleted).
+CANCEL_CLEANUP_SECONDS = 30.0
 # A key that never exists: GETting it proves bucket, endpoint and credentials at start.
 _PROBE_KEY = ".skiplock-probe-does-not-exist"
 
@@ -89,10 +94,13 @@ class S3Storage:
     ) -> StoredObject:
         hasher = hashlib.sha256()
         total = 0
+        cancelled = False
 
         async def counted() -> AsyncIterator[bytes]:
             nonlocal total
             async for chunk in chunks:
+                if cancelled:  # raising here is what makes obstore abort the upload
+                    raise _Cancelled
                 total += len(chunk)
                 if total > max_bytes:
                     raise AssetTooLarge(max_bytes)
@@ -106,20 +114,31 @@ class S3Storage:
             # Kept with the object, so a presigned GET is sent as a download with the right
             # name: obstore cannot sign response-content-disposition into the URL.
             attributes["Content-Disposition"] = attachment_disposition(filename)
+        if len(head) <= SINGLE_PUT_BYTES:  # the whole output: one request
+            upload = obstore.put_async(
+                self._store, object_key, head, attributes=attributes, use_multipart=False
+            )
+        else:
+            upload = obstore.put_async(
+                self._store,
+                object_key,
+                _prepend(head, stream),
+                attributes=attributes,
+                chunk_size=PART_BYTES,
+                max_concurrency=PART_CONCURRENCY,
+            )
+        uploading = asyncio.ensure_future(upload)
         try:
-            if len(head) <= SINGLE_PUT_BYTES:  # the whole output: one request
-                await obstore.put_async(
-                    self._store, object_key, head, attributes=attributes, use_multipart=False
-                )
-            else:
-                await obstore.put_async(
-                    self._store,
-                    object_key,
-                    _prepend(head, stream),
-                    attributes=attributes,
-                    chunk_size=PART_BYTES,
-                    max_concurrency=PART_CONCURRENCY,
-                )
+            await asyncio.shield(uploading)
+        except asyncio.CancelledError:
+            # Dropping obstore's future would leave a multipart upload open in the bucket:
+            # let it see the end of the stream and abort, or delete what a PUT completed.
+            cancelled = True
+            await asyncio.wait({uploading}, timeout=CANCEL_CLEANUP_SECONDS)
+            if uploading.done() and not uploading.cancelled() and not uploading.exception():
+                with contextlib.suppress(BaseError):
+                    await obstore.delete_async(self._store, object_key)
+            raise
         except BaseError as exc:
             raise _unavailable("store", object_key, exc) from None
         return StoredObject(self.provider, object_key, total, hasher.hexdigest())
@@ -148,9 +167,13 @@ class S3Storage:
         FileNotFoundError (and a store that is down StorageUnavailable) before any header."""
         if start < 0 or (end is not None and end < start):
             raise ValueError(f"byte range {start}-{end} is not a range of an object")
-        span: Any = {"offset": start} if end is None else (start, end + 1)
+        options: GetOptions = {}
+        if end is not None:
+            options["range"] = (start, end + 1)  # obstore's end is exclusive
+        elif start:  # no range at all for the whole object: S3 refuses bytes=0- when empty
+            options["range"] = {"offset": start}
         try:
-            result = await obstore.get_async(self._store, object_key, options={"range": span})
+            result = await obstore.get_async(self._store, object_key, options=options)
         except NotFoundError:
             raise FileNotFoundError(f"no object {object_key!r} in the bucket") from None
         except BaseError as exc:
@@ -194,6 +217,10 @@ class S3Storage:
 
     async def aclose(self) -> None:
         """Nothing to close: obstore's client pool goes with the store."""
+
+
+class _Cancelled(Exception):
+    """Raised inside the upload's stream once the put was cancelled."""
 
 
 async def _read_up_to(stream: AsyncIterator[bytes], limit: int) -> bytes:
