@@ -22,7 +22,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import obstore
-from obstore.exceptions import BaseError, NotFoundError, PermissionDeniedError
+from obstore.exceptions import (
+    BaseError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
 from obstore.store import S3Store
 
 from skiplock.errors import ConfigError
@@ -53,6 +58,11 @@ _CLIENT: ClientConfig = {
 # A store that is down fails a request within about 10 s: the attempt is retried by the
 # queue (with backoff), and /content answers 503 instead of hanging.
 _RETRY: RetryConfig = {"max_retries": 3, "retry_timeout": timedelta(seconds=10)}
+# obstore raises Python's own FileNotFoundError (and PermissionError) for these at run time,
+# though its stubs name its own classes: accept both.
+_NOT_FOUND = (NotFoundError, FileNotFoundError)
+_DENIED = (PermissionDeniedError, UnauthenticatedError, PermissionError)
+_DOWN = (BaseError, ConnectionError, TimeoutError)
 # After a cancellation, how long the upload gets to abort (or its object to be deleted).
 CANCEL_CLEANUP_SECONDS = 30.0
 # A key that never exists: GETting it proves bucket, endpoint and credentials at start.
@@ -146,17 +156,17 @@ class S3Storage:
     async def delete(self, object_key: str) -> None:
         try:
             await obstore.delete_async(self._store, object_key)
-        except NotFoundError:
+        except _NOT_FOUND:
             return
-        except BaseError as exc:
+        except _DOWN as exc:
             raise _unavailable("delete", object_key, exc) from None
 
     async def size(self, object_key: str) -> int:
         try:
             meta = await obstore.head_async(self._store, object_key)
-        except NotFoundError:
+        except _NOT_FOUND:
             raise FileNotFoundError(f"no object {object_key!r} in the bucket") from None
-        except BaseError as exc:
+        except _DOWN as exc:
             raise _unavailable("read", object_key, exc) from None
         return int(meta["size"])
 
@@ -174,9 +184,9 @@ class S3Storage:
             options["range"] = {"offset": start}
         try:
             result = await obstore.get_async(self._store, object_key, options=options)
-        except NotFoundError:
+        except _NOT_FOUND:
             raise FileNotFoundError(f"no object {object_key!r} in the bucket") from None
-        except BaseError as exc:
+        except _DOWN as exc:
             raise _unavailable("read", object_key, exc) from None
         return _chunks(result.stream(min_chunk_size=CHUNK_SIZE), object_key)
 
@@ -188,7 +198,7 @@ class S3Storage:
             url: str = await obstore.sign_async(
                 self._store, "GET", object_key, timedelta(seconds=self.presign_seconds)
             )
-        except BaseError as exc:
+        except _DOWN as exc:
             raise _unavailable("sign a URL for", object_key, exc) from None
         return url
 
@@ -197,19 +207,19 @@ class S3Storage:
         where = f"bucket {self.settings.bucket!r} at {self.settings.endpoint or 'AWS'}"
         try:
             await obstore.get_async(self._store, f"{self.key_prefix}{_PROBE_KEY}")
-        except NotFoundError as exc:
+        except _NOT_FOUND as exc:
             if "NoSuchBucket" in str(exc):
                 raise ConfigError(
                     f"skiplock: S3 {where} does not exist; create it or fix SKIPLOCK_S3_BUCKET"
                 ) from None
             return  # the probe key is missing, as it should be
-        except PermissionDeniedError:
+        except _DENIED:
             raise ConfigError(
                 f"skiplock: S3 {where} refused access; check AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY (skiplock needs s3:GetObject, s3:PutObject, "
                 "s3:DeleteObject and s3:ListBucket)"
             ) from None
-        except BaseError as exc:
+        except _DOWN as exc:
             raise ConfigError(
                 f"skiplock: cannot reach S3 {where} ({_first_line(exc)}); "
                 "check SKIPLOCK_S3_ENDPOINT, SKIPLOCK_S3_REGION and the credentials"
@@ -245,7 +255,7 @@ async def _chunks(stream: Any, object_key: str) -> AsyncIterator[bytes]:
     try:
         async for chunk in stream:
             yield bytes(chunk)
-    except BaseError as exc:
+    except _DOWN as exc:
         raise _unavailable("read", object_key, exc) from None
 
 
