@@ -44,8 +44,9 @@ if TYPE_CHECKING:
     from obstore import GetOptions
     from obstore.store import ClientConfig, RetryConfig, S3Config
 
-# S3's smallest part is 5 MiB; 8 MiB parts take a 500 MiB output in 63 parts (limit 10,000).
-PART_BYTES = 8 << 20
+# S3's smallest part is 5 MiB, and 10,000 parts at most: 50 GB, past any sane size limit.
+# Measured: a 200 MiB output peaked a worker at 95 MiB RSS with 8 MiB parts, 67 MiB with 5.
+PART_BYTES = 5 << 20
 PART_CONCURRENCY = 2
 SINGLE_PUT_BYTES = PART_BYTES
 # A request that cannot connect in 5 s, or stalls 60 s between reads, fails; a whole request
@@ -119,14 +120,15 @@ class S3Storage:
 
         stream = counted()
         head = await _read_up_to(stream, SINGLE_PUT_BYTES + 1)
+        head_size = sum(len(chunk) for chunk in head)
         attributes: dict[str, str] = {"Content-Type": content_type}
         if filename:
             # Kept with the object, so a presigned GET is sent as a download with the right
             # name: obstore cannot sign response-content-disposition into the URL.
             attributes["Content-Disposition"] = attachment_disposition(filename)
-        if len(head) <= SINGLE_PUT_BYTES:  # the whole output: one request
+        if head_size <= SINGLE_PUT_BYTES:  # the whole output: one request
             upload = obstore.put_async(
-                self._store, object_key, head, attributes=attributes, use_multipart=False
+                self._store, object_key, b"".join(head), attributes=attributes, use_multipart=False
             )
         else:
             upload = obstore.put_async(
@@ -233,20 +235,23 @@ class _Cancelled(Exception):
     """Raised inside the upload's stream once the put was cancelled."""
 
 
-async def _read_up_to(stream: AsyncIterator[bytes], limit: int) -> bytes:
+async def _read_up_to(stream: AsyncIterator[bytes], limit: int) -> list[bytes]:
     """The first chunks of stream, at least `limit` bytes of them unless it ends sooner."""
-    head = bytearray()
-    while len(head) < limit:
+    head: list[bytes] = []
+    size = 0
+    while size < limit:
         try:
-            head += await anext(stream)
+            chunk = await anext(stream)
         except StopAsyncIteration:
             break
-    return bytes(head)
+        head.append(chunk)
+        size += len(chunk)
+    return head
 
 
-async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    for offset in range(0, len(head), CHUNK_SIZE):
-        yield head[offset : offset + CHUNK_SIZE]
+async def _prepend(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    while head:
+        yield head.pop(0)  # let go of each chunk once obstore has it
     async for chunk in rest:
         yield chunk
 
