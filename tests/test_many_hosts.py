@@ -74,12 +74,15 @@ def hosts() -> Iterator[list[Host]]:
     """Processes to stop (and kill if they will not) when the test ends."""
     started: list[Host] = []
     yield started
+    codes = {}
     for host in started:
         if host.process.poll() is None:
             try:
-                host.stop()
+                codes[host.directory.name] = host.stop()
             except Exception:
                 host.kill()
+    # SIGTERM ends every live host with 0 (an obstore runtime aborting at exit would not).
+    assert set(codes.values()) <= {0}, codes
 
 
 def submit(serve: Host, tenant: Tenant, job_type: str, params: dict[str, Any]) -> str:
