@@ -15,7 +15,7 @@ backend this process lacks raises StorageNotConfigured (the API answers 503 with
 
 from __future__ import annotations
 
-from skiplock.errors import SkiplockError
+from skiplock.errors import ConfigError, SkiplockError
 from skiplock.settings import Settings
 from skiplock.storage.local import LocalDiskStorage
 from skiplock.storage.protocol import Storage
@@ -92,5 +92,9 @@ def open_registry(settings: Settings, *, default: Storage | None = None) -> Stor
         from skiplock.storage.s3 import S3Storage
 
         backends["s3"] = S3Storage(settings.storage.s3)
-    chosen = default or backends[settings.storage.backend]
+    chosen = default or backends.get(settings.storage.backend)
+    if chosen is None:  # postgres without DATABASE_URL (s3 without a bucket fails earlier)
+        raise ConfigError(
+            f"skiplock: SKIPLOCK_STORAGE={settings.storage.backend} needs DATABASE_URL"
+        )
     return StorageRegistry(chosen, backends)

@@ -321,16 +321,19 @@ class Worker:
             job.running = False
             self._running -= 1
             self._slot_freed.set()
-        committed = False
+        committed: bool | None = None  # None: unknown (interrupted), left to the sweep
         try:
             if outcome is None:
                 log.info("job stopped %s", _JobFields(job, reason=job.stop_reason))
+                committed = False
             else:
                 committed = await self._write(job, outcome) and outcome.asset is not None
         finally:
             self._progress.take(job.id)
             self._held.pop(job.id, None)
-            # An output whose asset row did not commit is removed now (or by a sweep).
+            # An output whose asset row surely did not commit is removed now; one whose
+            # completion may still land (the wait was interrupted) is left to the sweep,
+            # which only takes it once its attempt is over without an asset row.
             await self._uploads.settle(job.id, committed=committed)
 
     async def _write(self, job: HeldJob, outcome: Outcome) -> bool:

@@ -55,12 +55,13 @@ class Uploads:
         async with self._pool.connection() as conn:
             await conn.execute(store.query("record_asset_upload"), params)
 
-    async def settle(self, job_id: uuid.UUID, *, committed: bool) -> None:
-        """The job's attempt is over. Unless its asset row committed (which deleted the
-        record), remove what its upload stored, at once: a completion refused by the fence
-        (canceled, taken back), a failed put, or a runner that crashed."""
+    async def settle(self, job_id: uuid.UUID, *, committed: bool | None) -> None:
+        """The job's attempt is over here. When its asset row surely did not commit (a
+        completion refused by the fence, a failed put, a runner that crashed), remove what
+        its upload stored at once. committed=True: the commit deleted the record; None
+        (not known): the sweep decides later, from the database."""
         upload = self._in_flight.pop(job_id, None)
-        if upload is not None and not committed:
+        if upload is not None and committed is False:
             await self.discard(*upload)
 
     async def discard(self, provider: str, object_key: str) -> bool:
