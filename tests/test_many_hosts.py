@@ -35,20 +35,31 @@ class Store:
     name: str
     env: dict[str, str]
     stored: Callable[[], list[str]]
+    read: Callable[[str], bytes]  # an object's bytes, read without skiplock
 
 
 @pytest.fixture(params=["s3", "postgres"])
 def store(request: pytest.FixtureRequest, database_url: str) -> Store:
     if request.param == "s3":
         bucket: Bucket = request.getfixturevalue("bucket")
-        return Store("s3", bucket.env(), lambda: bucket.keys() + bucket.multipart_uploads())
+        return Store(
+            "s3", bucket.env(), lambda: bucket.keys() + bucket.multipart_uploads(), bucket.read
+        )
 
     def chunk_keys() -> list[str]:
         with psycopg.connect(database_url) as conn:
             rows = conn.execute("SELECT DISTINCT object_key FROM skiplock.asset_chunks")
             return sorted(row[0] for row in rows)
 
-    return Store("postgres", {"SKIPLOCK_STORAGE": "postgres"}, chunk_keys)
+    def chunks(key: str) -> bytes:
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT data FROM skiplock.asset_chunks WHERE object_key = %s ORDER BY byte_offset",
+                (key,),
+            )
+            return b"".join(row[0] for row in rows)
+
+    return Store("postgres", {"SKIPLOCK_STORAGE": "postgres"}, chunk_keys, chunks)
 
 
 @dataclass
@@ -176,9 +187,14 @@ def test_outputs_of_two_worker_hosts_download_through_serve(
     assert cached.status_code == 304
 
     # Where the bytes are: every asset in this backend, no file on any host's disk.
-    rows = conn.execute("SELECT provider, object_key FROM skiplock.assets").fetchall()
-    assert {provider for provider, _ in rows} == {store.name}
-    assert sorted(key for _, key in rows) == store.stored()
+    rows = conn.execute(
+        "SELECT provider, object_key, byte_size, sha256 FROM skiplock.assets"
+    ).fetchall()
+    assert {provider for provider, *_ in rows} == {store.name}
+    assert sorted(key for _, key, *_ in rows) == store.stored()
+    for _, key, byte_size, sha256 in rows:  # read with boto3 / plain SQL, not skiplock
+        stored = store.read(key)
+        assert (len(stored), hashlib.sha256(stored).hexdigest()) == (byte_size, sha256)
     for host in hosts:
         assert not any(p.is_file() for p in (host.directory / "storage").rglob("*"))
     assert no_uploads_recorded(conn)()
