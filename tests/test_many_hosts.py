@@ -6,6 +6,7 @@ no object, no multipart upload and no chunk row."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
@@ -20,6 +21,7 @@ import pytest
 
 from cli_helpers import run_cli
 from hosts import Host, new_dir, start_serve, start_worker
+from processes import peak_rss_mib
 from s3_fixtures import Bucket
 from storage_handlers import blob_bytes
 from worker_harness import wait_for
@@ -119,6 +121,35 @@ def finished(serve: Host, tenant: Tenant, job_ids: list[str]) -> Callable[[], bo
     )
 
 
+def deploy(
+    hosts: list[Host],
+    database_url: str,
+    root: Path,
+    env: dict[str, str],
+    *worker_args: str,
+    workers: int = 1,
+) -> tuple[Host, list[Host]]:
+    """A `serve` and `workers` worker processes, each in a directory of its own."""
+    serve = start_serve(database_url, new_dir(root, "serve"), env)
+    hosts.append(serve)
+    for n in range(1, workers + 1):
+        hosts.append(start_worker(database_url, new_dir(root, f"worker{n}"), *worker_args, env=env))
+    return serve, hosts[-workers:]
+
+
+@contextlib.contextmanager
+def canceled_once_stored(database_url: str, job_id: str, store: Store) -> Iterator[None]:
+    """Hold the job's row, so its worker's completion waits behind it; yield once its
+    output is stored; then cancel the job and let go: the asset row can never commit."""
+    with psycopg.connect(database_url) as holder:
+        holder.execute("SELECT 1 FROM skiplock.content_jobs WHERE id = %s FOR UPDATE", (job_id,))
+        wait_for(lambda: len(store.stored()) == 1, timeout=30)  # uploaded, not committed
+        yield
+        holder.execute(
+            "UPDATE skiplock.content_jobs SET status = 'canceled' WHERE id = %s", (job_id,)
+        )
+
+
 def content_url(serve: Host, tenant: Tenant, asset_id: str) -> str:
     return f"{serve.base_url}/companies/{tenant.company_id}/assets/{asset_id}/content"
 
@@ -135,15 +166,9 @@ def test_outputs_of_two_worker_hosts_download_through_serve(
     tmp_path: Path,
     conn: Conn,
 ) -> None:
-    hosts.append(start_serve(database_url, new_dir(tmp_path, "serve"), store.env))
-    serve = hosts[0]
-    workers = [
-        start_worker(
-            database_url, new_dir(tmp_path, f"worker{n}"), "--concurrency", "2", env=store.env
-        )
-        for n in (1, 2)
-    ]
-    hosts.extend(workers)
+    serve, workers = deploy(
+        hosts, database_url, tmp_path, store.env, "--concurrency", "2", workers=2
+    )
     # Small outputs (diagrams), a few chunks, and on s3 one past the multipart threshold.
     sizes = [0, 1, 100, 5_000, 70_000, 300_000, MiB + 1, 3 * MiB, 100, 200, 9 * MiB + 7, 42]
     job_ids = [submit(serve, tenant, "blob", {"size": size, "seconds": 0.3}) for size in sizes]
@@ -210,9 +235,7 @@ def test_outputs_over_the_limit_and_of_canceled_jobs_leave_nothing(
 ) -> None:
     # 10 MiB: on s3 a 12 MiB output is cut off after its multipart upload started.
     env = {**store.env, "SKIPLOCK_GENERATED_ASSET_MAX_BYTES": str(10 * MiB)}
-    serve = start_serve(database_url, new_dir(tmp_path, "serve"), env)
-    worker = start_worker(database_url, new_dir(tmp_path, "worker"), env=env)
-    hosts.extend([serve, worker])
+    serve, (worker,) = deploy(hosts, database_url, tmp_path, env)
 
     too_big = [submit(serve, tenant, "blob", {"size": size}) for size in (12 * MiB, 10 * MiB + 1)]
     wait_for(finished(serve, tenant, too_big), timeout=60)
@@ -226,12 +249,8 @@ def test_outputs_over_the_limit_and_of_canceled_jobs_leave_nothing(
     # test holds the job's row, so the worker's completion waits behind it.
     job_id = submit(serve, tenant, "blob", {"size": 3 * MiB, "seconds": 0.5})
     wait_for(lambda: job(serve, tenant, job_id)["status"] == "running")
-    with psycopg.connect(database_url) as holder:
-        holder.execute("SELECT 1 FROM skiplock.content_jobs WHERE id = %s FOR UPDATE", (job_id,))
-        wait_for(lambda: len(store.stored()) == 1, timeout=30)  # uploaded, not committed
-        holder.execute(
-            "UPDATE skiplock.content_jobs SET status = 'canceled' WHERE id = %s", (job_id,)
-        )
+    with canceled_once_stored(database_url, job_id, store):
+        pass
     wait_for(lambda: store.stored() == [], timeout=30)  # removed at once by its worker
     wait_for(no_uploads_recorded(conn))
     assert job(serve, tenant, job_id)["status"] == "canceled"
@@ -247,18 +266,11 @@ def test_a_worker_killed_between_upload_and_commit_leaves_an_orphan_housekeeping
     tmp_path: Path,
     conn: Conn,
 ) -> None:
-    serve = start_serve(database_url, new_dir(tmp_path, "serve"), store.env)
-    doomed = start_worker(database_url, new_dir(tmp_path, "doomed"), env=store.env)
-    hosts.extend([serve, doomed])
+    serve, (doomed,) = deploy(hosts, database_url, tmp_path, store.env)
     job_id = submit(serve, tenant, "blob", {"size": 2 * MiB + 5, "seconds": 0.5})
     wait_for(lambda: job(serve, tenant, job_id)["status"] == "running")
-    with psycopg.connect(database_url) as holder:
-        holder.execute("SELECT 1 FROM skiplock.content_jobs WHERE id = %s FOR UPDATE", (job_id,))
-        wait_for(lambda: len(store.stored()) == 1, timeout=30)
+    with canceled_once_stored(database_url, job_id, store):
         doomed.kill()  # kill -9: stored, never committed, never cleaned up by its worker
-        holder.execute(
-            "UPDATE skiplock.content_jobs SET status = 'canceled' WHERE id = %s", (job_id,)
-        )
     orphan = store.stored()
     assert len(orphan) == 1
     (recorded,) = conn.execute(
@@ -281,9 +293,7 @@ def test_presigned_downloads_are_a_307_to_the_bucket_after_the_same_checks(
     bucket: Bucket, database_url: str, tenant: Tenant, hosts: list[Host], tmp_path: Path
 ) -> None:
     env = bucket.env(SKIPLOCK_S3_PRESIGN_SECONDS="120")
-    serve = start_serve(database_url, new_dir(tmp_path, "serve"), env)
-    worker = start_worker(database_url, new_dir(tmp_path, "worker"), env=env)
-    hosts.extend([serve, worker])
+    serve, (worker,) = deploy(hosts, database_url, tmp_path, env)
     job_id = submit(serve, tenant, "blob", {"size": 50_000})
     wait_for(finished(serve, tenant, [job_id]))
     done = job(serve, tenant, job_id)
@@ -326,9 +336,7 @@ def test_a_store_that_is_down_retries_the_attempt_and_content_answers_503(
             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         ).create_bucket(Bucket=name)
         bucket = Bucket(name, moto.endpoint, None)
-        serve = start_serve(database_url, new_dir(tmp_path, "serve"), bucket.env())
-        worker = start_worker(database_url, new_dir(tmp_path, "worker"), env=bucket.env())
-        hosts.extend([serve, worker])
+        serve, _ = deploy(hosts, database_url, tmp_path, bucket.env())
         first = submit(serve, tenant, "blob", {"size": 1000})
         wait_for(finished(serve, tenant, [first]))
         url = content_url(serve, tenant, job(serve, tenant, first)["resultAssetId"])
@@ -357,13 +365,6 @@ def test_a_store_that_is_down_retries_the_attempt_and_content_answers_503(
         moto.stop()
 
 
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
-
-
 @pytest.mark.slow
 def test_a_200_mib_output_keeps_the_worker_under_100_mib_rss(
     store: Store,
@@ -373,12 +374,10 @@ def test_a_200_mib_output_keeps_the_worker_under_100_mib_rss(
     tmp_path: Path,
     conn: Conn,
 ) -> None:
-    serve = start_serve(database_url, new_dir(tmp_path, "serve"), store.env)
-    worker = start_worker(database_url, new_dir(tmp_path, "worker"), env=store.env)
-    hosts.extend([serve, worker])
+    serve, (worker,) = deploy(hosts, database_url, tmp_path, store.env)
     job_id = submit(serve, tenant, "stream", {"mib": 200})
     wait_for(finished(serve, tenant, [job_id]), timeout=300)
-    peak = _peak_rss_mib(worker.pid)
+    peak = peak_rss_mib(worker.pid)
     done = job(serve, tenant, job_id)
     assert done["status"] == "done", done["errorMessage"]
     size, digest = conn.execute(
