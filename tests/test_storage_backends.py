@@ -268,3 +268,16 @@ async def _eventually(check: Callable[[], bool], timeout: float = 10) -> None:
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+async def test_s3_a_content_type_that_is_no_header_value_is_stored_as_binary(
+    bucket: Bucket,
+) -> None:
+    storage = s3_storage(bucket)
+    object_key = key()
+    await storage.put(
+        object_key, bytes_chunks(b"x"), max_bytes=10, content_type="text/html\r\nX-Evil: 1"
+    )
+    head = bucket.client.head_object(Bucket=bucket.name, Key=object_key)
+    assert head["ContentType"] == "application/octet-stream"
+    assert "X-Evil" not in str(head["ResponseMetadata"]["HTTPHeaders"])

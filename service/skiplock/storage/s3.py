@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -59,6 +60,8 @@ _CLIENT: ClientConfig = {
 # A store that is down fails a request within about 10 s: the attempt is retried by the
 # queue (with backoff), and /content answers 503 instead of hanging.
 _RETRY: RetryConfig = {"max_retries": 3, "retry_timeout": timedelta(seconds=10)}
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*", re.ASCII)
+_BINARY = "application/octet-stream"
 # See aclose(): how long obstore's runtime gets to drop connections before the process ends.
 RUNTIME_SETTLE_SECONDS = 0.5
 # obstore raises Python's own FileNotFoundError (and PermissionError) for these at run time,
@@ -108,7 +111,9 @@ class S3Storage:
         counted = _Counted(chunks, max_bytes)
         stream = counted.stream()
         head = await _read_up_to(stream, SINGLE_PUT_BYTES + 1)
-        attributes: dict[str, str] = {"Content-Type": content_type}
+        # A handler's content type becomes a request header: visible ASCII only, as /content.
+        safe_type = content_type if _HEADER_SAFE.fullmatch(content_type or "") else _BINARY
+        attributes: dict[str, str] = {"Content-Type": safe_type}
         if filename:
             # Kept with the object, so a presigned GET is sent as a download with the right
             # name: obstore cannot sign response-content-disposition into the URL.
