@@ -34,6 +34,7 @@ from skiplock.storage.protocol import AssetTooLarge, StorageUnavailable, StoredO
 CHUNK_BYTES = 1 << 20
 BATCH_CHUNKS = 4
 DELETE_BATCH = 64
+POOL_WAIT_SECONDS = 10.0
 
 
 class PostgresStorage:
@@ -51,8 +52,15 @@ class PostgresStorage:
         async with self._opening:
             if self._pool is None:
                 try:
+                    # A caller waits at most 10 s for a connection: a database that is down
+                    # fails the attempt (retried) or the download (503) soon enough.
                     self._pool = await db.open_pool(
-                        self._url, min_size=0, max_size=4, name="storage", prepare=self._prepare
+                        self._url,
+                        min_size=0,
+                        max_size=4,
+                        name="storage",
+                        prepare=self._prepare,
+                        timeout=POOL_WAIT_SECONDS,
                     )
                 except Exception as exc:
                     raise StorageUnavailable(f"Postgres storage is unavailable: {exc}") from None
