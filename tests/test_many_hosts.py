@@ -317,6 +317,7 @@ def test_presigned_downloads_are_a_307_to_the_bucket_after_the_same_checks(
     assert cached.status_code == 304
 
 
+@pytest.mark.slow
 def test_a_store_that_is_down_retries_the_attempt_and_content_answers_503(
     database_url: str, tenant: Tenant, hosts: list[Host], tmp_path: Path
 ) -> None:
