@@ -16,11 +16,13 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 
 from skiplock.errors import ConfigError
+from skiplock.storage.config import StorageSettings, load_storage_settings
 
 DEFAULT_STORAGE_DIR = Path(".skiplock/storage")
 DEFAULT_GENERATED_ASSET_MAX_BYTES = 524_288_000  # 500 MiB
 DEFAULT_LEASE_SECONDS = 30
 DEFAULT_EVENT_RETENTION_DAYS = 7
+POOLING_MODES = ("session", "transaction")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,12 @@ class Settings:
         this gets `event: reset`.
     cors_origins: browser origins allowed to call the API (SKIPLOCK_CORS_ORIGINS).
     log_level: debug, info, warning or error (SKIPLOCK_LOG_LEVEL, default info).
+    storage: where new outputs go and how to reach S3 (SKIPLOCK_STORAGE, SKIPLOCK_S3_*).
+    listen_url: where LISTEN connections and migrations go (SKIPLOCK_LISTEN_URL); None means
+        DATABASE_URL. A pooler in transaction mode cannot carry LISTEN: point it at Postgres.
+    database_pooling: `session` (default) or `transaction` (SKIPLOCK_DATABASE_POOLING):
+        with `transaction`, DATABASE_URL may be PgBouncer in transaction pooling, and
+        skiplock prepares no statements and keeps no session state on its connections.
     """
 
     database_url: str | None = None
@@ -51,6 +59,26 @@ class Settings:
     event_retention_days: int = DEFAULT_EVENT_RETENTION_DAYS
     cors_origins: tuple[str, ...] = field(default=())
     log_level: str = "info"
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    listen_url: str | None = None
+    database_pooling: str = "session"
+
+    @property
+    def prepared_statements(self) -> bool:
+        """Whether pooled connections may prepare statements (not through a transaction pooler)."""
+        return self.database_pooling == "session"
+
+    def require_listen_url(self) -> str:
+        """Where LISTEN connections and migrations go; one line when transaction pooling
+        lacks a direct URL (LISTEN through a transaction pooler would hear nothing)."""
+        if self.listen_url:
+            return self.listen_url
+        if self.database_pooling == "transaction":
+            raise ConfigError(
+                "skiplock: SKIPLOCK_DATABASE_POOLING=transaction needs SKIPLOCK_LISTEN_URL, a "
+                "direct connection to Postgres (not the pooler) for LISTEN and migrations"
+            )
+        return self.require_database_url()
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields replaced (flags override the environment)."""
@@ -97,7 +125,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         cors_origins=_comma_list(env.get("SKIPLOCK_CORS_ORIGINS")),
         log_level=_log_level(env.get("SKIPLOCK_LOG_LEVEL")),
+        storage=load_storage_settings(env),
+        listen_url=_database_url(env.get("SKIPLOCK_LISTEN_URL"), "SKIPLOCK_LISTEN_URL"),
+        database_pooling=_pooling(env.get("SKIPLOCK_DATABASE_POOLING")),
     )
+
+
+def _pooling(raw: str | None) -> str:
+    if raw is None or not raw.strip():
+        return "session"
+    if raw.strip().lower() not in POOLING_MODES:
+        raise ConfigError(
+            f"skiplock: SKIPLOCK_DATABASE_POOLING={raw!r} is not one of session, transaction "
+            "(default session; transaction for PgBouncer in transaction pooling mode)"
+        )
+    return raw.strip().lower()
 
 
 def _log_level(raw: str | None) -> str:
@@ -111,7 +153,7 @@ def _log_level(raw: str | None) -> str:
     return raw.strip().lower()
 
 
-def _database_url(raw: str | None) -> str | None:
+def _database_url(raw: str | None, name: str = "DATABASE_URL") -> str | None:
     if raw is None or not raw.strip():
         return None
     try:
@@ -119,9 +161,9 @@ def _database_url(raw: str | None) -> str | None:
     except Exception as exc:  # psycopg raises ProgrammingError with libpq's reason
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         # libpq quotes the whole URI back, password and all: never print it.
-        reason = re.sub(r'\s*in URI: ".*"', "", reason.replace(raw, "<DATABASE_URL>"))
+        reason = re.sub(r'\s*in URI: ".*"', "", reason.replace(raw, f"<{name}>"))
         raise ConfigError(
-            f"skiplock: DATABASE_URL is not a valid libpq connection string ({reason}); "
+            f"skiplock: {name} is not a valid libpq connection string ({reason}); "
             "expected e.g. postgresql://user:password@localhost:5432/skiplock"
         ) from None
     return raw

@@ -2,7 +2,8 @@
 
 State on `app.state`: `pool` (the API's connection pool), `auth` (key and token
 resolution), `notifier` (the one LISTEN connection fanning events out to SSE streams),
-`registry` (job types, to validate submissions), `storage` (assets), `closing` (set on
+`registry` (job types, to validate submissions), `storages` (every storage backend this
+process reaches, by provider: storage/registry.py), `closing` (set on
 shutdown so open streams end at once instead of holding the server up).
 """
 
@@ -29,7 +30,8 @@ from skiplock.api.notifier import Notifier
 from skiplock.api.submits import SubmitWriter
 from skiplock.handlers import Registry, registry
 from skiplock.settings import Settings
-from skiplock.storage import LocalDiskStorage, Storage
+from skiplock.storage import Storage
+from skiplock.storage.registry import open_registry
 
 COMPANY = "/companies/{companyId}"
 POOL_WAIT_SECONDS = 3.0
@@ -68,18 +70,24 @@ def create_app(
     closing: asyncio.Event | None = None,
 ) -> Starlette:
     database_url = settings.require_database_url()
+    listen_url = settings.require_listen_url()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # A request waits at most POOL_WAIT_SECONDS for a connection: with the database
         # down it gets its 503 quickly instead of hanging.
         pool = await db.open_pool(
-            database_url, min_size=2, max_size=10, name="api", timeout=POOL_WAIT_SECONDS
+            database_url,
+            min_size=2,
+            max_size=10,
+            name="api",
+            timeout=POOL_WAIT_SECONDS,
+            prepare=settings.prepared_statements,
         )
         app.state.pool = pool
         app.state.auth = Authenticator(pool)
         app.state.submits = SubmitWriter(pool)
-        app.state.notifier = Notifier(database_url, pool)
+        app.state.notifier = Notifier(listen_url, pool)
         notifying = asyncio.create_task(app.state.notifier.run())
         try:
             yield
@@ -89,6 +97,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await notifying
             await pool.close()
+            await app.state.storages.aclose()
 
     middleware = []
     if settings.cors_origins:
@@ -110,7 +119,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.registry = handlers
-    app.state.storage = storage or LocalDiskStorage(settings.storage_dir)
+    app.state.storages = open_registry(settings, default=storage)
     app.state.settings = settings
     app.state.closing = closing or asyncio.Event()
     return app

@@ -258,7 +258,11 @@ ERRORS: dict[int, tuple[str, str]] = {
     413: ("PayloadTooLarge", "The body is over 1 MiB"),
     415: ("UnsupportedMediaType", "The body is not sent as application/json"),
     422: ("Invalid", "A field or query parameter is invalid"),
-    503: ("Unavailable", "The database is unavailable; retry shortly"),
+    503: (
+        "Unavailable",
+        "The database (for asset content: the store holding it, or this server's settings "
+        "for that store) is unavailable; retry shortly",
+    ),
 }
 
 
@@ -318,6 +322,16 @@ def _content_responses(method: str) -> dict[str, Schema]:
         "304": {
             "description": "Not modified (If-None-Match names the ETag)",
             "headers": CONTENT_HEADERS,
+        },
+        "307": {
+            "description": (
+                "An asset in S3 with SKIPLOCK_S3_PRESIGN_SECONDS > 0: GET the bytes from this "
+                "presigned URL (valid that long; the store sends them as an attachment)"
+            ),
+            "headers": {
+                "Location": _header("The presigned URL", required=True),
+                "Cache-Control": _header("no-store", {"const": "no-store"}),
+            },
         },
         "416": {
             "description": "The Range asks only for bytes past the end",

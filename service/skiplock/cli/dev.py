@@ -16,6 +16,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from skiplock import db, handlers, keys, logs, store
+from skiplock.cli.support import check_at_start
 from skiplock.embedded import EmbeddedPostgres
 from skiplock.settings import DEFAULT_STORAGE_DIR, Settings
 from skiplock.worker import Worker, WorkerOptions
@@ -42,7 +43,8 @@ def run_dev(settings: Settings, *, data_dir: Path, host: str, port: int) -> int:
         logs.configure(settings.log_level)
         handlers.load_handler_modules(settings.handlers)
         database_url = settings.require_database_url()
-        db.migrate(database_url)
+        db.migrate(settings.require_listen_url())
+        asyncio.run(check_at_start(settings))
         company_id, api_key = asyncio.run(_ensure_dev_key(database_url, data_dir / KEY_FILE))
         announce = [
             f"url: http://{host}:{port}",
