@@ -24,8 +24,9 @@ from psycopg import AsyncConnection
 
 from skiplock import store
 
-# Measured on 2 cores: a batch of 1,000 cancels (events and triggers included) commits in
-# about 40 ms, so 100,000 jobs take a few seconds and no transaction lasts long.
+# Measured on 2 shared cores, fsync on: a batch of 1,000 (its events and triggers included)
+# takes 30-40 ms, so 100,000 jobs are canceled or retried in 3-4 s, and no
+# transaction lasts long (bench/soak/batches.py).
 BATCH = 1000
 CANCELABLE = ("queued", "running")
 RETRYABLE = ("failed", "canceled")
