@@ -190,3 +190,36 @@ def test_a_type_paused_for_one_company_runs_for_the_others(
     finally:
         worker.signal(signal.SIGTERM)
         assert worker.wait() == 0
+
+
+# -- the README's SQL recipes -------------------------------------------------------------
+
+
+def readme_sql_statements() -> list[str]:
+    """The statements of the README's "The queue in SQL" block, comments dropped."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## The queue in SQL", 1)[1]
+    block = section.split("```sql\n", 1)[1].split("```", 1)[0]
+    code = "\n".join(line.split("--", 1)[0] for line in block.splitlines())
+    return [part.strip() for part in code.split(";") if part.strip()]
+
+
+def test_the_readme_sql_recipes_run_as_written(
+    conn: Conn, company_id: uuid.UUID, database_url: str
+) -> None:
+    job_id = enqueue(conn, company_id, "video")
+    enqueue(conn, company_id, "video", status="done", finished_at="2000-01-01")
+    ids = {"company id": company_id, "job id": job_id}
+    statements = readme_sql_statements()
+    assert any("paused_job_types" in s for s in statements)
+    for statement in statements:
+        if statement.startswith("LISTEN"):
+            continue
+        for name, value in ids.items():
+            statement = statement.replace(f"<{name}>", str(value))
+        conn.execute(statement.replace("%", "%%"))
+    # The batch recipe canceled the queued video job (and left the done one alone); the
+    # pause recipe paused and resumed.
+    assert count_status(conn, "done") == 1
+    assert status_is(conn, job_id, "canceled")()
+    assert conn.execute("SELECT count(*) FROM paused_job_types").fetchone() == (0,)
