@@ -15,6 +15,7 @@ table's and its indexes' size (pg_table_size, pg_indexes_size), live and dead ro
 (pg_stat_user_tables), autovacuum runs; and the files in storage. The table is printed as
 CSV lines while it runs and written to --out; the question it answers is whether sizes stop
 growing under a steady load once retention holds the number of rows steady.
+`--report CSV` prints a finished run's CSV as the markdown table of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -159,6 +160,42 @@ def run(url: str, args: argparse.Namespace, storage: Path, out: Path, workers: l
             time.sleep(max(0.0, next_tick - time.monotonic()))
 
 
+REPORT_COLUMNS = {
+    "minute": "minute",
+    "submitted": "submitted",
+    "backlog": "queued+running",
+    "rows_jobs": "jobs rows",
+    "rows_events": "event rows",
+    "content_jobs_table_kib": "content_jobs KiB",
+    "content_jobs_indexes_kib": "its indexes KiB",
+    "content_job_events_table_kib": "content_job_events KiB",
+    "content_job_events_indexes_kib": "its indexes KiB",
+    "assets_table_kib": "assets KiB",
+    "assets_indexes_kib": "its indexes KiB",
+    "files": "files",
+    "database_kib": "database KiB",
+}
+
+
+def report(path: Path, every: float) -> None:
+    """A markdown table of a finished run's CSV: a row every `every` minutes, and the last."""
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    print("| " + " | ".join(REPORT_COLUMNS.values()) + " |")
+    print("|" + "---|" * len(REPORT_COLUMNS))
+    next_minute = 0.0
+    for n, row in enumerate(rows):
+        if float(row["minute"]) + 1e-6 >= next_minute or n == len(rows) - 1:
+            print(
+                "| "
+                + " | ".join(
+                    f"{int(float(row[c])):,}" if c != "minute" else row[c] for c in REPORT_COLUMNS
+                )
+                + " |"
+            )
+            next_minute = float(row["minute"]) + every
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30)
@@ -168,7 +205,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--out", type=Path, default=HERE / "last-run.csv")
+    parser.add_argument(
+        "--report", type=Path, metavar="CSV", help="print a finished run's CSV as markdown"
+    )
     args = parser.parse_args()
+    if args.report:
+        report(args.report, every=5)
+        return
     print(",".join(FIELDS), flush=True)
     with server() as server_url, fresh_database(server_url) as url:
         soak(url, args, args.out)
