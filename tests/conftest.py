@@ -26,7 +26,7 @@ from skiplock import db
 
 REPO = Path(__file__).resolve().parent.parent
 # moto_server and bucket: a real S3 protocol endpoint (tests/s3_fixtures.py).
-pytest_plugins = ["s3_fixtures"]
+pytest_plugins = ["s3_fixtures", "storage_backends"]
 
 
 def with_dbname(url: str, dbname: str) -> str:

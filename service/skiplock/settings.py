@@ -41,6 +41,13 @@ class Settings:
     event_retention_days: events of finished jobs older than this are pruned
         (SKIPLOCK_EVENT_RETENTION_DAYS, default 7); a client that reconnects later than
         this gets `event: reset`.
+    job_retention_days: finished (done, failed, canceled) jobs whose finished_at is older
+        than this are deleted by the workers' housekeeping, with their events, webhook
+        deliveries, asset rows and stored bytes (SKIPLOCK_JOB_RETENTION_DAYS, 1..36500; default
+        None: keep every job). Shorter keeps the tables and storage small; a job's id, output
+        and history answer 404 once it is gone.
+    test_job_retention_seconds: the same limit in seconds, overriding job_retention_days
+        (SKIPLOCK_TEST_JOB_RETENTION_SECONDS). For tests and the soak in bench/ only.
     cors_origins: browser origins allowed to call the API (SKIPLOCK_CORS_ORIGINS).
     log_level: debug, info, warning or error (SKIPLOCK_LOG_LEVEL, default info).
     storage: where new outputs go and how to reach S3 (SKIPLOCK_STORAGE, SKIPLOCK_S3_*).
@@ -57,6 +64,8 @@ class Settings:
     generated_asset_max_bytes: int = DEFAULT_GENERATED_ASSET_MAX_BYTES
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     event_retention_days: int = DEFAULT_EVENT_RETENTION_DAYS
+    job_retention_days: int | None = None
+    test_job_retention_seconds: int | None = None
     cors_origins: tuple[str, ...] = field(default=())
     log_level: str = "info"
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -83,6 +92,12 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields replaced (flags override the environment)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def job_retention_seconds(self) -> int | None:
+        """How old a finished job may get before it is deleted, in seconds; None: forever."""
+        if self.test_job_retention_seconds is not None:
+            return self.test_job_retention_seconds
+        return None if self.job_retention_days is None else self.job_retention_days * 86_400
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -122,6 +137,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             unit="days",
             minimum=1,
             maximum=36_500,
+        ),
+        job_retention_days=_optional_whole_number(
+            env, "SKIPLOCK_JOB_RETENTION_DAYS", unit="days", maximum=36_500
+        ),
+        test_job_retention_seconds=_optional_whole_number(
+            env, "SKIPLOCK_TEST_JOB_RETENTION_SECONDS", unit="seconds", maximum=3_153_600_000
         ),
         cors_origins=_comma_list(env.get("SKIPLOCK_CORS_ORIGINS")),
         log_level=_log_level(env.get("SKIPLOCK_LOG_LEVEL")),
@@ -199,3 +220,19 @@ def _whole_number(
             f"skiplock: {name}={raw!r} is out of range; use {bounds} {unit} (default {default})"
         )
     return value
+
+
+def _optional_whole_number(
+    env: Mapping[str, str], name: str, *, unit: str, maximum: int
+) -> int | None:
+    """A whole number from 1 to maximum, or None when the variable is unset or empty."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip()
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= maximum:
+        raise ConfigError(
+            f"skiplock: {name}={raw!r} is not a whole number of {unit} between 1 and "
+            f"{maximum} (unset: keep everything)"
+        )
+    return int(value)

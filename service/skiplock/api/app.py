@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from skiplock import db, store
-from skiplock.api import assets, jobs, metrics, openapi, streams, ui
+from skiplock.api import assets, bulk, jobs, metrics, openapi, streams, ui
 from skiplock.api.auth import Authenticator, whoami
 from skiplock.api.errors import ContainErrors, exception_handlers
 from skiplock.api.notifier import Notifier
@@ -45,6 +45,9 @@ def routes() -> list[Route]:
         Route("/whoami", whoami, methods=["GET"]),
         Route(f"{COMPANY}/content-jobs", jobs.submit_job, methods=["POST"]),
         Route(f"{COMPANY}/content-jobs", jobs.list_jobs, methods=["GET"]),
+        # Before the {jobId} routes, so `cancel` and `retry` are never read as a job id.
+        Route(f"{COMPANY}/content-jobs/cancel", bulk.cancel_jobs, methods=["POST"]),
+        Route(f"{COMPANY}/content-jobs/retry", bulk.retry_jobs, methods=["POST"]),
         Route(f"{COMPANY}/content-jobs/{{jobId}}", jobs.get_job, methods=["GET"]),
         Route(f"{COMPANY}/content-jobs/{{jobId}}/cancel", jobs.cancel_job, methods=["POST"]),
         Route(f"{COMPANY}/content-jobs/{{jobId}}/retry", jobs.retry_job, methods=["POST"]),

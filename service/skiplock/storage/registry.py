@@ -40,6 +40,10 @@ class StorageRegistry:
     def providers(self) -> list[str]:
         return sorted(self._by_provider)
 
+    def find(self, provider: str) -> Storage | None:
+        """The backend of this provider, or None when this process has none."""
+        return self._by_provider.get(provider)
+
     def backend(self, provider: str) -> Storage:
         """The backend holding assets of this provider; StorageNotConfigured if none here."""
         found = self._by_provider.get(provider)

@@ -23,7 +23,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ from skiplock.logs import fields
 from skiplock.settings import Settings
 from skiplock.storage import Storage
 from skiplock.storage.registry import StorageRegistry, open_registry
-from skiplock.worker import maintenance
+from skiplock.worker import maintenance, retention
 from skiplock.worker.completions import CompletionWriter, Outcome
 from skiplock.worker.leases import HeldJob, Leases
 from skiplock.worker.progress import ProgressWriter
@@ -185,6 +185,7 @@ class Worker:
                 maintenance.rescue_forever(pool, self.settings.lease_seconds),
                 maintenance.prune_forever(pool, self.settings.event_retention_days),
                 self._uploads.sweep_forever(),
+                *self._retention(pool),
             )
         ]
         log.info(
@@ -206,6 +207,13 @@ class Worker:
             await asyncio.gather(*background, return_exceptions=True)
             await self._unregister()
             log.info("worker stopped %s", fields(worker_id=self.id))
+
+    def _retention(self, pool: AsyncConnectionPool) -> list[Coroutine[Any, Any, None]]:
+        """Job retention's loop, when SKIPLOCK_JOB_RETENTION_DAYS is set."""
+        seconds = self.settings.job_retention_seconds()
+        if seconds is None:
+            return []
+        return [retention.run_forever(pool, seconds, self._storages.find)]
 
     async def _register(self) -> None:
         params = {
