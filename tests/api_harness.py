@@ -24,6 +24,10 @@ from skiplock.settings import Settings
 
 handlers.load_handler_modules([], include_entry_points=False)
 
+# uvicorn waits up to 5 s for open connections, then the pool up to 5 s for its workers:
+# on a loaded machine the two together passed a 10 s bound.
+SERVER_STOP_SECONDS = 30
+
 
 @dataclass
 class Tenant:
@@ -102,4 +106,4 @@ async def running_api(database_url: str, storage_dir: Path, **settings: Any) -> 
         finally:
             closing.set()
             server.should_exit = True
-            await asyncio.wait_for(serving, 10)
+            await asyncio.wait_for(serving, SERVER_STOP_SECONDS)

@@ -25,6 +25,8 @@ from psycopg.conninfo import make_conninfo
 from skiplock import db
 
 REPO = Path(__file__).resolve().parent.parent
+# moto_server and bucket: a real S3 protocol endpoint (tests/s3_fixtures.py).
+pytest_plugins = ["s3_fixtures", "storage_backends"]
 
 
 def with_dbname(url: str, dbname: str) -> str:

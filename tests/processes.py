@@ -20,6 +20,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
 def postgres_processes(pgdata: Path) -> list[int]:
     """Pids of processes whose command line names this cluster's data directory."""
     found = []

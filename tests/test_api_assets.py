@@ -355,7 +355,7 @@ async def test_an_unreadable_asset_row_is_404_not_500(api: Api) -> None:
     broken = {
         "a key escaping the storage root": ("local", "../../etc/passwd"),
         "a key naming a directory": ("local", str(api.acme.company_id)),
-        "another storage backend": ("s3", asset.object_key),
+        "a postgres object that was never stored": ("postgres", asset.object_key),
     }
     for why, (provider, key) in broken.items():
         api.sql(
@@ -365,3 +365,18 @@ async def test_an_unreadable_asset_row_is_404_not_500(api: Api) -> None:
         response = await get(api, asset.content)
         assert response.status_code == 404, why
         assert asset.id in response.json()["error"]["message"]
+
+
+async def test_an_asset_in_a_backend_this_server_lacks_is_503_naming_the_fix(api: Api) -> None:
+    """A serve without the S3 settings cannot read `s3` assets: 503 (another server of the
+    deployment, or this one once configured, can), never a 404 that says the bytes are gone."""
+    asset = await make_asset(api, b"x")
+    api.sql("UPDATE skiplock.assets SET provider = 's3' WHERE id = %s", (asset.id,))
+    for response in (
+        await get(api, asset.content),
+        await get(api, asset.content, **{"If-None-Match": asset.etag}),
+    ):
+        assert response.status_code == 503
+        error = response.json()["error"]
+        assert error["code"] == "storage_not_configured"
+        assert asset.id in error["message"] and "SKIPLOCK_S3_BUCKET" in error["message"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from api_harness import Api, Tenant, running_api
+from api_harness import SERVER_STOP_SECONDS, Api, Tenant, running_api
 from skiplock.api.app import create_app
 from skiplock.api.server import QuietServer
 from skiplock.api.server import config as server_config
@@ -267,7 +267,7 @@ async def serving(api: Api, port: int) -> AsyncIterator[None]:
     finally:
         closing.set()
         server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, SERVER_STOP_SECONDS)
 
 
 def refused(port: int) -> bool:

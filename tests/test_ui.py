@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
-from api_harness import Api, running_api
+from api_harness import SERVER_STOP_SECONDS, Api, running_api
 from skiplock.api.app import create_app
 from skiplock.api.server import QuietServer
 from skiplock.api.server import config as server_config
@@ -259,7 +259,7 @@ async def serving(database_url: str, storage_dir: Path, port: int) -> AsyncItera
     finally:
         closing.set()
         server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, SERVER_STOP_SECONDS)
 
 
 async def status_in_database(api: Api, job_id: str, status: str) -> None:
@@ -361,3 +361,81 @@ async def test_a_video_output_is_previewed_in_a_video_tag(api: Api, browser: Bro
             "() => document.querySelector('#d-preview video').videoWidth > 0"
         )
         await expect(page.locator("#d-preview a")).to_contain_text("video.mp4")
+
+
+@pytest.mark.slow
+async def test_bulk_cancel_and_retry_by_filter_confirm_with_the_count(
+    api: Api, browser: Browser
+) -> None:
+    insert = (
+        "INSERT INTO skiplock.content_jobs (company_id, job_type) "
+        "SELECT %s, %s FROM generate_series(1, %s)"
+    )
+    api.sql(insert, (api.acme.company_id, "noop", 5))
+    api.sql(insert, (api.acme.company_id, "echo", 2))
+    api.sql(insert, (api.other.company_id, "noop", 3))
+    async with dashboard(browser, "ui-bulk") as page:
+        await sign_in(page, api)
+        noop = page.locator("#stats-body tr", has_text="noop")
+        await expect(noop.locator("td.queued")).to_have_text("5")
+        await page.select_option("#filter-type", "noop")
+        await page.click("#bulk-cancel")
+        await expect(page.locator("#bulk-question")).to_have_text(
+            "Cancel 5 queued or running noop jobs?"
+        )
+        await page.click("#bulk-no")  # changes nothing
+        await expect(page.locator("#bulk-confirm")).to_be_hidden()
+        await page.click("#bulk-cancel")
+        await page.click("#bulk-yes")
+        await expect(page.locator("#bulk-result")).to_have_text("Canceled: 5 jobs.")
+        await expect(noop.locator("td.canceled")).to_have_text("5")
+        await page.select_option("#filter-type", "")
+        await page.select_option("#filter-status", "failed")
+        await page.click("#bulk-retry")
+        await expect(page.locator("#bulk-result")).to_have_text("No failed jobs to retry.")
+        await page.select_option("#filter-status", "")
+        await page.click("#bulk-retry")
+        await expect(page.locator("#bulk-question")).to_have_text(
+            "Retry 5 failed or canceled jobs?"
+        )
+        await page.click("#bulk-yes")
+        await expect(page.locator("#bulk-result")).to_have_text("Queued again: 5 jobs.")
+        await expect(noop.locator("td.queued")).to_have_text("5")
+        counts = api.sql(
+            "SELECT company_id, status, count(*) FROM skiplock.content_jobs "
+            "GROUP BY company_id, status ORDER BY 1, 2"
+        )
+        assert sorted(counts) == sorted(
+            [(api.acme.company_id, "queued", 7), (api.other.company_id, "queued", 3)]
+        )
+        await snap(page, "ui-bulk")
+
+
+@pytest.mark.slow
+async def test_paused_types_are_shown_with_how_an_operator_resumes_them(
+    api: Api, browser: Browser
+) -> None:
+    await api.submit("echo")
+    await api.submit("noop")
+    api.sql(
+        "INSERT INTO skiplock.paused_job_types (job_type, company_id) VALUES ('echo', %s)",
+        (api.acme.company_id,),
+    )
+    async with dashboard(browser, "ui-paused") as page:
+        await sign_in(page, api)
+        echo = page.locator("#stats-body tr", has_text="echo")
+        await expect(echo.locator(".badge")).to_have_text("paused")
+        await expect(
+            page.locator("#stats-body tr", has_text="noop").locator(".badge")
+        ).to_have_count(0)
+        await expect(page.locator("#paused-types")).to_have_text("echo")
+        await expect(page.locator("#resume-all")).to_have_text("skiplock jobs resume echo")
+        await expect(page.locator("#resume-mine")).to_have_text(
+            f"skiplock jobs resume echo --company {api.acme.company_id}"
+        )
+        await snap(page, "ui-paused")
+        # Resumed by an operator, in SQL: the next refresh of the counts says so.
+        api.sql("DELETE FROM skiplock.paused_job_types")
+        await api.submit("noop")  # an event: the counts are read again
+        await expect(page.locator("#paused-note")).to_be_hidden()
+        await expect(echo.locator(".badge")).to_have_count(0)

@@ -49,10 +49,14 @@ def connection_failure(database_url: str, exc: BaseException) -> DatabaseUnavail
     )
 
 
-def _connect_kwargs() -> dict[str, Any]:
+def _connect_kwargs(*, prepare: bool = True) -> dict[str, Any]:
     # TCP keepalives notice a half-open connection (a dead peer that sent no FIN) after
     # about 10 + 3 x 5 = 25 s; libpq ignores them on Unix sockets, where it cannot happen.
+    # prepare=False: no server-side prepared statement ever (prepare_threshold None also
+    # overrides execute(prepare=True)); a transaction pooler hands each transaction to any
+    # server connection, where a statement prepared on another does not exist.
     return {
+        "prepare_threshold": 5 if prepare else None,
         "autocommit": True,
         "connect_timeout": CONNECT_TIMEOUT_SECONDS,
         "keepalives": 1,
@@ -63,17 +67,22 @@ def _connect_kwargs() -> dict[str, Any]:
 
 
 def connect(database_url: str) -> psycopg.Connection[Any]:
-    """A synchronous autocommit connection (CLI administration, migrations)."""
+    """A synchronous autocommit connection (CLI administration, migrations).
+
+    One-off connections prepare nothing: a statement run once gains nothing from it, and
+    they may go through a transaction pooler.
+    """
     try:
-        return psycopg.connect(database_url, **_connect_kwargs())
+        return psycopg.connect(database_url, **_connect_kwargs(prepare=False))
     except psycopg.OperationalError as exc:
         raise connection_failure(database_url, exc) from None
 
 
 async def connect_async(database_url: str) -> psycopg.AsyncConnection[Any]:
-    """An asynchronous autocommit connection (LISTEN sessions, the event reader)."""
+    """An asynchronous autocommit connection (LISTEN sessions, the event reader, CLI
+    commands); like connect(), it prepares nothing."""
     try:
-        return await psycopg.AsyncConnection.connect(database_url, **_connect_kwargs())
+        return await psycopg.AsyncConnection.connect(database_url, **_connect_kwargs(prepare=False))
     except psycopg.OperationalError as exc:
         raise connection_failure(database_url, exc) from None
 
@@ -86,12 +95,18 @@ async def open_pool(
     name: str = "skiplock",
     session_settings: str | None = None,
     timeout: float = 30.0,
+    prepare: bool = True,
 ) -> AsyncConnectionPool:
     """An open pool of autocommit connections; fails with one line if Postgres is down.
 
     session_settings: SET statements run once on every new connection of the pool.
     timeout: how long a caller waits for a connection before PoolTimeout.
+    prepare: False behind a transaction pooler (SKIPLOCK_DATABASE_POOLING=transaction):
+        no prepared statements, and session_settings must be None (a SET would land on
+        whichever server connection the pooler picked, and stay there for other clients).
     """
+    if session_settings and not prepare:
+        raise ValueError("session settings cannot be kept through a transaction pooler")
 
     async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
         if session_settings:
@@ -101,7 +116,7 @@ async def open_pool(
         database_url,
         min_size=min_size,
         max_size=max_size,
-        kwargs=_connect_kwargs(),
+        kwargs=_connect_kwargs(prepare=prepare),
         name=name,
         open=False,
         configure=configure,

@@ -16,6 +16,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 
 from skiplock.errors import ConfigError
+from skiplock.storage.config import StorageSettings, load_storage_settings
 
 DEFAULT_STORAGE_DIR = Path(".skiplock/storage")
 DEFAULT_GENERATED_ASSET_MAX_BYTES = 524_288_000  # 500 MiB
@@ -30,6 +31,7 @@ DEFAULT_RENDER_MAX_PIXELS = 64_000_000  # 8000 x 8000: ~260 MiB and 1.6 s in dot
 DEFAULT_HTTP_MAX_HEADER_BYTES = 32_768
 DEFAULT_HTTP_MAX_CONNECTIONS = 10_000
 DEFAULT_SSE_MAX_STREAMS_PER_COMPANY = 500
+POOLING_MODES = ("session", "transaction")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,13 @@ class Settings:
     event_retention_days: events of finished jobs older than this are pruned
         (SKIPLOCK_EVENT_RETENTION_DAYS, default 7); a client that reconnects later than
         this gets `event: reset`.
+    job_retention_days: finished (done, failed, canceled) jobs whose finished_at is older
+        than this are deleted by the workers' housekeeping, with their events, webhook
+        deliveries, asset rows and stored bytes (SKIPLOCK_JOB_RETENTION_DAYS, 1..36500; default
+        None: keep every job). Shorter keeps the tables and storage small; a job's id, output
+        and history answer 404 once it is gone.
+    test_job_retention_seconds: the same limit in seconds, overriding job_retention_days
+        (SKIPLOCK_TEST_JOB_RETENTION_SECONDS). For tests and the soak in bench/ only.
     cors_origins: browser origins allowed to call the API (SKIPLOCK_CORS_ORIGINS).
     log_level: debug, info, warning or error (SKIPLOCK_LOG_LEVEL, default info).
     child_memory_mb: the memory each child of ctx.run may write, in MiB
@@ -65,6 +74,12 @@ class Settings:
         3/4 of the connections).
     sse_max_streams_per_company: open SSE streams of one company per `serve`
         (SKIPLOCK_SSE_MAX_STREAMS_PER_COMPANY, default 500; at most half the streams).
+    storage: where new outputs go and how to reach S3 (SKIPLOCK_STORAGE, SKIPLOCK_S3_*).
+    listen_url: where LISTEN connections and migrations go (SKIPLOCK_LISTEN_URL); None means
+        DATABASE_URL. A pooler in transaction mode cannot carry LISTEN: point it at Postgres.
+    database_pooling: `session` (default) or `transaction` (SKIPLOCK_DATABASE_POOLING):
+        with `transaction`, DATABASE_URL may be PgBouncer in transaction pooling, and
+        skiplock prepares no statements and keeps no session state on its connections.
     """
 
     database_url: str | None = None
@@ -73,6 +88,8 @@ class Settings:
     generated_asset_max_bytes: int = DEFAULT_GENERATED_ASSET_MAX_BYTES
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     event_retention_days: int = DEFAULT_EVENT_RETENTION_DAYS
+    job_retention_days: int | None = None
+    test_job_retention_seconds: int | None = None
     cors_origins: tuple[str, ...] = field(default=())
     log_level: str = "info"
     child_memory_mb: int = DEFAULT_CHILD_MEMORY_MB
@@ -83,10 +100,36 @@ class Settings:
     http_max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS
     sse_max_streams: int = 0
     sse_max_streams_per_company: int = DEFAULT_SSE_MAX_STREAMS_PER_COMPANY
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    listen_url: str | None = None
+    database_pooling: str = "session"
+
+    @property
+    def prepared_statements(self) -> bool:
+        """Whether pooled connections may prepare statements (not through a transaction pooler)."""
+        return self.database_pooling == "session"
+
+    def require_listen_url(self) -> str:
+        """Where LISTEN connections and migrations go; one line when transaction pooling
+        lacks a direct URL (LISTEN through a transaction pooler would hear nothing)."""
+        if self.listen_url:
+            return self.listen_url
+        if self.database_pooling == "transaction":
+            raise ConfigError(
+                "skiplock: SKIPLOCK_DATABASE_POOLING=transaction needs SKIPLOCK_LISTEN_URL, a "
+                "direct connection to Postgres (not the pooler) for LISTEN and migrations"
+            )
+        return self.require_database_url()
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields replaced (flags override the environment)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def job_retention_seconds(self) -> int | None:
+        """How old a finished job may get before it is deleted, in seconds; None: forever."""
+        if self.test_job_retention_seconds is not None:
+            return self.test_job_retention_seconds
+        return None if self.job_retention_days is None else self.job_retention_days * 86_400
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -126,6 +169,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             unit="days",
             minimum=1,
             maximum=36_500,
+        ),
+        job_retention_days=_optional_whole_number(
+            env, "SKIPLOCK_JOB_RETENTION_DAYS", unit="days", maximum=36_500
+        ),
+        test_job_retention_seconds=_optional_whole_number(
+            env, "SKIPLOCK_TEST_JOB_RETENTION_SECONDS", unit="seconds", maximum=3_153_600_000
         ),
         cors_origins=_comma_list(env.get("SKIPLOCK_CORS_ORIGINS")),
         log_level=_log_level(env.get("SKIPLOCK_LOG_LEVEL")),
@@ -172,7 +221,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             unit="streams",
             minimum=1,
         ),
+        storage=load_storage_settings(env),
+        listen_url=_database_url(env.get("SKIPLOCK_LISTEN_URL"), "SKIPLOCK_LISTEN_URL"),
+        database_pooling=_pooling(env.get("SKIPLOCK_DATABASE_POOLING")),
     )
+
+
+def _pooling(raw: str | None) -> str:
+    if raw is None or not raw.strip():
+        return "session"
+    if raw.strip().lower() not in POOLING_MODES:
+        raise ConfigError(
+            f"skiplock: SKIPLOCK_DATABASE_POOLING={raw!r} is not one of session, transaction "
+            "(default session; transaction for PgBouncer in transaction pooling mode)"
+        )
+    return raw.strip().lower()
 
 
 def _log_level(raw: str | None) -> str:
@@ -186,7 +249,7 @@ def _log_level(raw: str | None) -> str:
     return raw.strip().lower()
 
 
-def _database_url(raw: str | None) -> str | None:
+def _database_url(raw: str | None, name: str = "DATABASE_URL") -> str | None:
     if raw is None or not raw.strip():
         return None
     try:
@@ -194,9 +257,9 @@ def _database_url(raw: str | None) -> str | None:
     except Exception as exc:  # psycopg raises ProgrammingError with libpq's reason
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         # libpq quotes the whole URI back, password and all: never print it.
-        reason = re.sub(r'\s*in URI: ".*"', "", reason.replace(raw, "<DATABASE_URL>"))
+        reason = re.sub(r'\s*in URI: ".*"', "", reason.replace(raw, f"<{name}>"))
         raise ConfigError(
-            f"skiplock: DATABASE_URL is not a valid libpq connection string ({reason}); "
+            f"skiplock: {name} is not a valid libpq connection string ({reason}); "
             "expected e.g. postgresql://user:password@localhost:5432/skiplock"
         ) from None
     return raw
@@ -232,3 +295,19 @@ def _whole_number(
             f"skiplock: {name}={raw!r} is out of range; use {bounds} {unit} (default {default})"
         )
     return value
+
+
+def _optional_whole_number(
+    env: Mapping[str, str], name: str, *, unit: str, maximum: int
+) -> int | None:
+    """A whole number from 1 to maximum, or None when the variable is unset or empty."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip()
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= maximum:
+        raise ConfigError(
+            f"skiplock: {name}={raw!r} is not a whole number of {unit} between 1 and "
+            f"{maximum} (unset: keep everything)"
+        )
+    return int(value)

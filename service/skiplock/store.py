@@ -244,6 +244,38 @@ async def retry_job(
     return await _one(conn, "retry_job", {"company_id": company_id, "job_id": job_id})
 
 
+async def cancel_jobs_matching(conn: AsyncConnection[Any], params: dict[str, Any]) -> Row:
+    """One batch of a bulk cancel: {matched, changed, cutoff} (see bulk.py)."""
+    return await _batch_row(conn, "cancel_jobs_matching", params)
+
+
+async def retry_jobs_matching(conn: AsyncConnection[Any], params: dict[str, Any]) -> Row:
+    """One batch of a bulk retry: {matched, changed, cutoff} (see bulk.py)."""
+    return await _batch_row(conn, "retry_jobs_matching", params)
+
+
+async def count_jobs_matching(conn: AsyncConnection[Any], params: dict[str, Any]) -> int:
+    row = await _batch_row(conn, "count_jobs_matching", params)
+    count: int = row["count"]
+    return count
+
+
+async def _batch_row(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> Row:
+    row = await _one(conn, name, params)
+    if row is None:  # a SELECT of aggregates always returns one row
+        raise RuntimeError(f"{name} returned no row")
+    return row
+
+
+async def list_company_ids(
+    conn: AsyncConnection[Any], company_id: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    """Every company's id, oldest first; or [company_id] when it exists, else []."""
+    async with conn.cursor() as cur:
+        await cur.execute(query("list_company_ids"), {"company_id": company_id})
+        return [row[0] for row in await cur.fetchall()]
+
+
 async def find_any_job(conn: AsyncConnection[Any], job_id: uuid.UUID) -> Row | None:
     """A job by id alone, for operators (the API always scopes by company)."""
     return await _one(conn, "find_any_job", {"job_id": job_id})
@@ -259,6 +291,40 @@ async def list_any_jobs(conn: AsyncConnection[Any], params: dict[str, Any]) -> l
 
 async def company_stats(conn: AsyncConnection[Any], company_id: uuid.UUID) -> list[Row]:
     return await _all(conn, query("company_stats"), {"company_id": company_id})
+
+
+# ------------------------------------------------------------------------------------------
+# Operations: pausing job types, retention
+# ------------------------------------------------------------------------------------------
+
+
+async def pause_job_type(
+    conn: AsyncConnection[Any], job_type: str, company_id: uuid.UUID | None
+) -> None:
+    await conn.execute(query("pause_job_type"), {"job_type": job_type, "company_id": company_id})
+
+
+async def resume_job_type(
+    conn: AsyncConnection[Any], job_type: str, company_id: uuid.UUID | None
+) -> int:
+    """How many pauses were lifted."""
+    params = {"job_type": job_type, "company_id": company_id}
+    cursor = await conn.execute(query("resume_job_type"), params)
+    return cursor.rowcount
+
+
+async def list_paused_job_types(conn: AsyncConnection[Any], job_type: str) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query("list_paused_job_types"), {"job_type": job_type})
+        return await cur.fetchall()
+
+
+async def purge_finished_jobs(
+    conn: AsyncConnection[Any], *, retention_seconds: int, limit: int
+) -> Row:
+    """One batch of job retention: {jobs, events, objects: [[provider, object_key], …]}."""
+    params = {"retention_seconds": retention_seconds, "limit": limit}
+    return await _batch_row(conn, "purge_finished_jobs", params)
 
 
 async def find_asset(

@@ -4,7 +4,8 @@
 -- Every row is fenced by locked_by and the attempt it was claimed at, and must still be
 -- running: a job that was canceled, rescued or claimed again is left alone, and its asset
 -- row is not written. Returns the ids that were written; the caller deletes the stored file
--- of any done job missing from the result.
+-- of any done job missing from the result. An asset row that commits takes its upload's
+-- record (asset_uploads) with it: what stays recorded is an orphan to remove.
 WITH reason AS (
     -- Tells the event trigger why queued rows went back (error, timeout or shutdown);
     -- done and failed rows ignore it. One reason per statement.
@@ -51,5 +52,11 @@ stored AS (
         AS a (id, provider, object_key, content_type, byte_size, sha256, original_filename)
     JOIN finished AS f ON f.result_asset_id = a.id
     WHERE a.id IS NOT NULL
+    RETURNING provider, object_key
+),
+uploaded AS (
+    DELETE FROM skiplock.asset_uploads AS u
+    USING stored AS s
+    WHERE u.provider = s.provider AND u.object_key = s.object_key
 )
 SELECT id FROM finished

@@ -2,7 +2,8 @@
 
 State on `app.state`: `pool` (the API's connection pool), `auth` (key and token
 resolution), `notifier` (the one LISTEN connection fanning events out to SSE streams),
-`registry` (job types, to validate submissions), `storage` (assets), `closing` (set on
+`registry` (job types, to validate submissions), `storages` (every storage backend this
+process reaches, by provider: storage/registry.py), `closing` (set on
 shutdown so open streams end at once instead of holding the server up).
 """
 
@@ -22,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from skiplock import db, store
-from skiplock.api import assets, jobs, metrics, openapi, streams, ui
+from skiplock.api import assets, bulk, jobs, metrics, openapi, streams, ui
 from skiplock.api.auth import Authenticator, whoami
 from skiplock.api.errors import ContainErrors, exception_handlers
 from skiplock.api.notifier import Notifier
@@ -30,7 +31,8 @@ from skiplock.api.submits import SubmitWriter
 from skiplock.handlers import Registry, registry
 from skiplock.limits import ServeLimits, open_file_limit, serve_limits
 from skiplock.settings import Settings
-from skiplock.storage import LocalDiskStorage, Storage
+from skiplock.storage import Storage
+from skiplock.storage.registry import open_registry
 
 COMPANY = "/companies/{companyId}"
 POOL_WAIT_SECONDS = 3.0
@@ -44,6 +46,9 @@ def routes() -> list[Route]:
         Route("/whoami", whoami, methods=["GET"]),
         Route(f"{COMPANY}/content-jobs", jobs.submit_job, methods=["POST"]),
         Route(f"{COMPANY}/content-jobs", jobs.list_jobs, methods=["GET"]),
+        # Before the {jobId} routes, so `cancel` and `retry` are never read as a job id.
+        Route(f"{COMPANY}/content-jobs/cancel", bulk.cancel_jobs, methods=["POST"]),
+        Route(f"{COMPANY}/content-jobs/retry", bulk.retry_jobs, methods=["POST"]),
         Route(f"{COMPANY}/content-jobs/{{jobId}}", jobs.get_job, methods=["GET"]),
         Route(f"{COMPANY}/content-jobs/{{jobId}}/cancel", jobs.cancel_job, methods=["POST"]),
         Route(f"{COMPANY}/content-jobs/{{jobId}}/retry", jobs.retry_job, methods=["POST"]),
@@ -69,18 +74,24 @@ def create_app(
     closing: asyncio.Event | None = None,
 ) -> Starlette:
     database_url = settings.require_database_url()
+    listen_url = settings.require_listen_url()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # A request waits at most POOL_WAIT_SECONDS for a connection: with the database
         # down it gets its 503 quickly instead of hanging.
         pool = await db.open_pool(
-            database_url, min_size=2, max_size=10, name="api", timeout=POOL_WAIT_SECONDS
+            database_url,
+            min_size=2,
+            max_size=10,
+            name="api",
+            timeout=POOL_WAIT_SECONDS,
+            prepare=settings.prepared_statements,
         )
         app.state.pool = pool
         app.state.auth = Authenticator(pool)
         app.state.submits = SubmitWriter(pool)
-        app.state.notifier = Notifier(database_url, pool)
+        app.state.notifier = Notifier(listen_url, pool)
         notifying = asyncio.create_task(app.state.notifier.run())
         try:
             yield
@@ -92,6 +103,7 @@ def create_app(
             if (snapshots := getattr(app.state, "snapshots", None)) is not None:
                 await snapshots.close()
             await pool.close()
+            await app.state.storages.aclose()
 
     middleware = []
     if settings.cors_origins:
@@ -113,7 +125,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.registry = handlers
-    app.state.storage = storage or LocalDiskStorage(settings.storage_dir)
+    app.state.storages = open_registry(settings, default=storage)
     app.state.settings = settings
     app.state.database_url = database_url  # /metrics opens its own connection (metrics.py)
     app.state.limits = app_limits(settings)

@@ -1,10 +1,14 @@
 """Asset routes: an asset's metadata, and its bytes (SPEC §4).
 
-`/content` streams the stored object a chunk at a time (never read whole), with the headers
+`/content` reads the object from the backend its row names (storage/registry.py) and streams
+it a chunk at a time (never read whole), with the headers
 that keep a rendered SVG or HTML from running script on the API's origin (`attachment`,
 `nosniff`, `Content-Security-Policy: sandbox`), the sha256 as a strong ETag
 (`If-None-Match` → 304) and single byte ranges (`Range` → 206, or 416). Multiple or malformed
-ranges are ignored and the whole object is sent, as RFC 9110 §14.2 allows.
+ranges are ignored and the whole object is sent, as RFC 9110 §14.2 allows. With
+SKIPLOCK_S3_PRESIGN_SECONDS > 0 an `s3` asset is answered with a 307 to a presigned GET
+instead (after the same checks). A backend this server lacks, or a store that does not
+answer, is a 503 naming the fix, never a 500.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -22,7 +25,9 @@ from skiplock import store
 from skiplock.api.auth import authorize
 from skiplock.api.errors import ApiError
 from skiplock.events import utc_text
-from skiplock.storage import Storage, safe_filename
+from skiplock.storage import Storage, StorageUnavailable
+from skiplock.storage import attachment_disposition as content_disposition
+from skiplock.storage.registry import StorageNotConfigured, StorageRegistry
 
 # Private: the bytes never change (a new output is a new asset), but they are a tenant's,
 # so only the caller's own cache may keep them; an hour keeps a dashboard's previews cheap.
@@ -58,11 +63,20 @@ async def get_asset(request: Request) -> JSONResponse:
 
 async def get_asset_content(request: Request) -> Response:
     row = await _find_asset(request, token_allowed=True)
-    storage: Storage = request.app.state.storage
-    size = await _stored_size(storage, row)
+    storages: StorageRegistry = request.app.state.storages
+    storage = _backend(storages, row)
     etag = f'"{row["sha256"]}"'
     headers = _content_headers(row, etag)
-    if _etag_matches(request.headers.get("if-none-match"), etag):
+    cached = _etag_matches(request.headers.get("if-none-match"), etag)
+    redirect = await _presigned(storages, row)
+    if redirect is not None and not cached:
+        # The URL expires: no cache may keep the redirect longer than this answer.
+        return Response(
+            status_code=307, headers={"Location": redirect, "Cache-Control": "no-store"}
+        )
+    if redirect is None:
+        size = await _stored_size(storage, row)  # a lost object is 404, even when cached
+    if cached:
         return Response(status_code=304, headers=headers)
     # Ranges are defined for GET only (RFC 9110 §14.2): a HEAD describes the whole object.
     span = _requested_span(request, etag, size) if request.method == "GET" else None
@@ -94,14 +108,35 @@ def _no_content(asset_id: uuid.UUID, why: str) -> ApiError:
     return ApiError(404, f"asset {asset_id} has no stored content ({why})")
 
 
+def _unavailable(asset_id: uuid.UUID, why: str, code: str = "storage_unavailable") -> ApiError:
+    """503: the bytes exist but cannot be reached from here now (a retry, or another server
+    of the deployment, may succeed)."""
+    return ApiError(503, f"asset {asset_id} cannot be read now: {why}", code=code)
+
+
+def _backend(storages: StorageRegistry, row: dict[str, Any]) -> Storage:
+    """The backend the row names; 503 when this server has no settings for it."""
+    try:
+        return storages.backend(row["provider"])
+    except StorageNotConfigured as exc:
+        raise _unavailable(row["id"], str(exc), code="storage_not_configured") from None
+
+
+async def _presigned(storages: StorageRegistry, row: dict[str, Any]) -> str | None:
+    try:
+        return await storages.presigned_url(row["provider"], row["object_key"])
+    except StorageUnavailable as exc:
+        raise _unavailable(row["id"], str(exc)) from None
+
+
 async def _stored_size(storage: Storage, row: dict[str, Any]) -> int:
     """The stored object's real size (Content-Length must match the bytes sent); 404 when
-    the object is missing, its key unusable, or it lives in a backend this server lacks."""
-    asset_id, provider = row["id"], row["provider"]
-    if provider != storage.provider:
-        raise _no_content(asset_id, f"it is in storage {provider!r}, not {storage.provider!r}")
+    the object is missing or its key unusable, 503 when the store does not answer."""
+    asset_id = row["id"]
     try:
         return await storage.size(row["object_key"])
+    except StorageUnavailable as exc:
+        raise _unavailable(asset_id, str(exc)) from None
     except FileNotFoundError:
         raise _no_content(asset_id, "its file is gone from storage") from None
     except (OSError, ValueError) as exc:  # a bad key, a permission: nothing a retry fixes
@@ -114,6 +149,8 @@ async def _open(
     """The bytes start..end; 404 when the object went away since it was sized."""
     try:
         return await storage.open(row["object_key"], start, end)
+    except StorageUnavailable as exc:
+        raise _unavailable(row["id"], str(exc)) from None
     except (OSError, ValueError):
         raise _no_content(row["id"], "its file is gone from storage") from None
 
@@ -132,13 +169,6 @@ def _content_headers(row: dict[str, Any], etag: str) -> dict[str, str]:
         "Accept-Ranges": "bytes",
         "Cache-Control": CACHE_CONTROL,
     }
-
-
-def content_disposition(filename: str) -> str:
-    """`attachment` with an ASCII `filename=` for old clients and the exact name as
-    `filename*=UTF-8''…` (RFC 6266, percent-encoded per RFC 5987), which clients prefer."""
-    encoded = quote(filename, safe="", errors="replace")
-    return f"attachment; filename=\"{safe_filename(filename)}\"; filename*=UTF-8''{encoded}"
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

@@ -319,6 +319,7 @@ async def company_stats(request: Request) -> JSONResponse:
             "status": r["status"],
             "count": r["count"],
             "oldestCreatedAt": utc_text(r["oldest_created_at"]),
+            "paused": r["paused"],  # for every company, or for this one (SPEC §8)
         }
         for r in rows
     ]

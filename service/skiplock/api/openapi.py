@@ -25,8 +25,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 import skiplock
+from skiplock.api.bulk import MAX_JOB_TYPE
 from skiplock.api.errors import HTTP_CODES
-from skiplock.api.jobs import DEFAULT_LIMIT, MAX_IDEMPOTENCY_KEY, MAX_LIMIT, RANGES, STATUSES
+from skiplock.api.jobs import (
+    DEFAULT_LIMIT,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_LIMIT,
+    MAX_SOURCE_TASK_ID,
+    RANGES,
+    STATUSES,
+)
+from skiplock.bulk import CANCELABLE, RETRYABLE
 from skiplock.handlers import Registry
 
 Schema = dict[str, Any]
@@ -63,6 +72,28 @@ def _object(properties: dict[str, Schema], description: str = "") -> Schema:
         "additionalProperties": False,
     }
     return {**schema, "description": description} if description else schema
+
+
+def _bulk_filter(statuses: tuple[str, ...], what: str) -> Schema:
+    """The body of a bulk route: every field optional, absent or null = any."""
+    return {
+        "type": "object",
+        "description": f"Which of the company's jobs are {what}; {{}} (or no body) = all of them.",
+        "properties": {
+            "status": {
+                "type": ["array", "null"],
+                "items": {"type": "string", "enum": list(statuses)},
+                "description": "Only jobs in these statuses (absent or empty: all of them)",
+            },
+            "jobType": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_JOB_TYPE},
+            "sourceTaskId": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "maxLength": MAX_SOURCE_TASK_ID,
+            },
+        },
+        "additionalProperties": False,
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -134,12 +165,23 @@ SCHEMAS: dict[str, Schema] = {
                         "status": STATUS,
                         "count": {"type": "integer", "minimum": 1},
                         "oldestCreatedAt": TIMESTAMP,
+                        "paused": {
+                            "type": "boolean",
+                            "description": "Claiming of this type is paused, for every "
+                            "company or for this one (an operator's `skiplock jobs pause`)",
+                        },
                     }
                 ),
             }
         },
         "Job counts per job type and status.",
     ),
+    "BulkCount": _object(
+        {"count": {"type": "integer", "minimum": 0, "description": "How many jobs changed"}},
+        "The outcome of a bulk cancel or retry.",
+    ),
+    "CancelFilter": _bulk_filter(CANCELABLE, "canceled: queued or running"),
+    "RetryFilter": _bulk_filter(RETRYABLE, "queued again: failed or canceled"),
     "Caller": _object(
         {"companyId": UUID, "keyId": UUID},
         "Whose API key this is.",
@@ -259,7 +301,11 @@ ERRORS: dict[int, tuple[str, str]] = {
     415: ("UnsupportedMediaType", "The body is not sent as application/json"),
     422: ("Invalid", "A field or query parameter is invalid"),
     429: ("TooManyRequests", "A limit of the company is reached; retry after Retry-After"),
-    503: ("Unavailable", "The database is unavailable; retry shortly"),
+    503: (
+        "Unavailable",
+        "The database (for asset content: the store holding it, or this server's settings "
+        "for that store) is unavailable; retry shortly",
+    ),
 }
 
 
@@ -320,6 +366,16 @@ def _content_responses(method: str) -> dict[str, Schema]:
             "description": "Not modified (If-None-Match names the ETag)",
             "headers": CONTENT_HEADERS,
         },
+        "307": {
+            "description": (
+                "An asset in S3 with SKIPLOCK_S3_PRESIGN_SECONDS > 0: GET the bytes from this "
+                "presigned URL (valid that long; the store sends them as an attachment)"
+            ),
+            "headers": {
+                "Location": _header("The presigned URL", required=True),
+                "Cache-Control": _header("no-store", {"const": "no-store"}),
+            },
+        },
         "416": {
             "description": "The Range asks only for bytes past the end",
             "headers": {"Content-Range": _header("bytes */SIZE", required=True)},
@@ -359,7 +415,8 @@ class Operation:
     errors: tuple[int, ...] = ()
     parameters: tuple[str, ...] = ()
     security: list[Schema] | None = None  # None: the document's default (an API key)
-    body: bool = False
+    body: str | None = None  # the request body's schema, if any
+    body_required: bool = True
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -417,7 +474,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         (400, 401, 403, 404, 409, 413, 415, 422, 503),
         ("companyId", "Idempotency-Key"),
-        body=True,
+        body="SubmitJob",
     ),
     ("GET", f"{COMPANY}/content-jobs"): Operation(
         "listJobs",
@@ -426,6 +483,28 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {"200": _json("A page of jobs", "JobList")},
         (401, 403, 404, 422, 503),
         ("companyId", "status", "jobType", "sourceTaskId", "limit", "cursor"),
+    ),
+    ("POST", f"{COMPANY}/content-jobs/cancel"): Operation(
+        "cancelJobs",
+        "Cancel every queued or running job that matches the filter, in batches of 1,000 "
+        "(running handlers stop within a second)",
+        "jobs",
+        {"200": _json("How many jobs were canceled (0 when none matched)", "BulkCount")},
+        (400, 401, 403, 404, 413, 415, 422, 503),
+        ("companyId",),
+        body="CancelFilter",
+        body_required=False,
+    ),
+    ("POST", f"{COMPANY}/content-jobs/retry"): Operation(
+        "retryJobs",
+        "Queue every failed or canceled job that matches the filter again, attempts reset, "
+        "in batches of 1,000",
+        "jobs",
+        {"200": _json("How many jobs were queued again (0 when none matched)", "BulkCount")},
+        (400, 401, 403, 404, 413, 415, 422, 503),
+        ("companyId",),
+        body="RetryFilter",
+        body_required=False,
     ),
     ("GET", JOB): Operation(
         "getJob",
@@ -550,10 +629,10 @@ def _operation(op: Operation, method: str) -> Schema:
     }
     if op.security is not None:
         document["security"] = op.security
-    if op.body:
+    if op.body is not None:
         document["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": schema_ref("SubmitJob")}},
+            "required": op.body_required,
+            "content": {"application/json": {"schema": schema_ref(op.body)}},
         }
     return document
 

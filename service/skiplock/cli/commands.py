@@ -16,7 +16,7 @@ from typing import Any
 from skiplock import db, keys
 from skiplock.cli.jobs import add_jobs_commands
 from skiplock.cli.submit import add_submit_command
-from skiplock.cli.support import uuid_arg, with_connection
+from skiplock.cli.support import check_at_start, uuid_arg, with_connection
 from skiplock.errors import ConfigError, SkiplockError
 from skiplock.limits import raise_open_file_limit
 from skiplock.settings import Settings, load_settings
@@ -160,7 +160,8 @@ def _print_json(value: dict[str, Any]) -> None:
 
 
 def _run_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    report = db.migrate(settings.require_database_url(), rollback=args.rollback)
+    # SKIPLOCK_LISTEN_URL when set: a direct connection (yoyo's lock and DDL need a session).
+    report = db.migrate(settings.require_listen_url(), rollback=args.rollback)
     if args.rollback:
         done = ", ".join(report.rolled_back) or "nothing (no migration is applied)"
         print(f"rolled back: {done}")
@@ -203,16 +204,8 @@ def _run_serve(settings: Settings, args: argparse.Namespace) -> int:
     raise_open_file_limit()
     logs.configure(settings.log_level)
     handlers.load_handler_modules([*settings.handlers, *args.handlers])
-    url = settings.require_database_url()
-    asyncio.run(_check_database(url))
+    asyncio.run(check_at_start(settings))
     return run_serve(settings, args.host, args.port)
-
-
-async def _check_database(url: str) -> None:
-    """One line, exit 2, when Postgres is down at start (not the pool's retries)."""
-    from skiplock import db
-
-    await (await db.connect_async(url)).close()
 
 
 def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -222,6 +215,7 @@ def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
     raise_open_file_limit()
     logs.configure(settings.log_level)
     handlers.load_handler_modules([*settings.handlers, *args.handlers])
+    asyncio.run(check_at_start(settings))
     _warn_missing_renderers()
     options = WorkerOptions(
         concurrency=args.concurrency, job_types=served_types(args.types), grace=args.grace

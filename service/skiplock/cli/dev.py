@@ -24,6 +24,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from skiplock import db, handlers, keys, logs, store
+from skiplock.cli.support import check_at_start
 from skiplock.embedded import EmbeddedPostgres
 from skiplock.errors import ConfigError
 from skiplock.settings import DEFAULT_STORAGE_DIR, Settings
@@ -67,7 +68,8 @@ def _run_locked(
         logs.configure(settings.log_level)
         handlers.load_handler_modules(settings.handlers)
         database_url = settings.require_database_url()
-        db.migrate(database_url)
+        db.migrate(settings.require_listen_url())
+        asyncio.run(check_at_start(settings))
         company_id, api_key = asyncio.run(_ensure_dev_key(database_url, data_dir / KEY_FILE))
         announce = [
             f"url: http://{host}:{port}",

@@ -1,4 +1,5 @@
-"""`skiplock jobs list|show|cancel|retry`: jobs straight in DATABASE_URL, for operators.
+"""`skiplock jobs list|show|cancel|retry|pause|resume`: jobs straight in DATABASE_URL, for
+operators (cancel and retry by filter, pause and resume: cli/operations.py).
 
 No API and no key: whoever holds DATABASE_URL sees every company. Cancel and retry run the
 API's own statements (cancel_job.sql, retry_job.sql), so they fire the same events and a
@@ -15,8 +16,9 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from skiplock import store
+from skiplock import bulk, store
 from skiplock.api.jobs import STATUSES, job_json
+from skiplock.cli import operations
 from skiplock.cli.support import uuid_arg, with_connection
 from skiplock.errors import NotFound, SkiplockError
 from skiplock.settings import Settings
@@ -29,7 +31,9 @@ class JobStateError(SkiplockError):
 
 
 def add_jobs_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    jobs = commands.add_parser("jobs", help="list, show, cancel or retry jobs in DATABASE_URL")
+    jobs = commands.add_parser(
+        "jobs", help="list, show, cancel, retry, pause or resume jobs in DATABASE_URL"
+    )
     actions = jobs.add_subparsers(metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="the newest jobs, of every company or one")
     listing.add_argument("--company", metavar="ID", help="only this company's jobs")
@@ -39,14 +43,20 @@ def add_jobs_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--limit", type=_limit, default=DEFAULT_LIMIT, help=f"at most N (default {DEFAULT_LIMIT})"
     )
     listing.set_defaults(run=run_list)
-    for name, run, what in (
-        ("show", run_show, "print a job"),
-        ("cancel", run_cancel, "cancel a queued or running job (its handler stops)"),
-        ("retry", run_retry, "queue a failed or canceled job again, attempts reset"),
+    show = actions.add_parser("show", help="print a job")
+    show.add_argument("job_id", metavar="JOB_ID")
+    show.set_defaults(run=run_show)
+    for name, run, statuses, what in (
+        ("cancel", run_cancel, bulk.CANCELABLE, "cancel queued or running jobs (handlers stop)"),
+        ("retry", run_retry, bulk.RETRYABLE, "queue failed or canceled jobs again"),
     ):
-        action = actions.add_parser(name, help=what)
-        action.add_argument("job_id", metavar="JOB_ID")
+        action = actions.add_parser(
+            name, help=f"{what}: one by JOB_ID, or every one a filter matches"
+        )
+        action.add_argument("job_id", metavar="JOB_ID", nargs="?")
+        operations.add_filter_flags(action, statuses)
         action.set_defaults(run=run)
+    operations.add_pause_commands(actions)
 
 
 def _limit(value: str) -> int:
@@ -75,12 +85,16 @@ def run_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_cancel(settings: Settings, args: argparse.Namespace) -> int:
+    if operations.is_bulk(args):
+        return operations.run_bulk(settings, args, cancel=True)
     job_id = uuid_arg(args.job_id, "job id")
     _print_job(with_connection(settings, lambda conn: _cancel(conn, job_id)))
     return 0
 
 
 def run_retry(settings: Settings, args: argparse.Namespace) -> int:
+    if operations.is_bulk(args):
+        return operations.run_bulk(settings, args, cancel=False)
     job_id = uuid_arg(args.job_id, "job id")
     _print_job(with_connection(settings, lambda conn: _retry(conn, job_id)))
     return 0

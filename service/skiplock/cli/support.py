@@ -1,4 +1,5 @@
-"""What the commands that work straight on DATABASE_URL share (cli.py, cli_jobs.py)."""
+"""What the commands share: one connection for an action, ids from the command line, the
+checks `serve`, `worker` and `dev` make at start."""
 
 from __future__ import annotations
 
@@ -35,3 +36,17 @@ def with_connection(
             return await action(conn)
 
     return asyncio.run(run())
+
+
+async def check_at_start(settings: Settings) -> None:
+    """One line, exit 2, when Postgres is down at start (not the pool's retries), when
+    pooling lacks a LISTEN URL, or when the S3 settings do not reach a usable bucket."""
+    from skiplock.storage.registry import open_registry
+
+    settings.require_listen_url()
+    await (await db.connect_async(settings.require_database_url())).close()
+    storages = open_registry(settings)
+    try:
+        await storages.check()
+    finally:
+        await storages.aclose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -118,6 +118,36 @@ class AsyncClient:
         result: JobDict = await self._call((await self._routes()).retry(job_id))
         return result
 
+    async def cancel_all(
+        self,
+        status: str | Sequence[str] | None = None,
+        *,
+        job_type: str | None = None,
+        source_task_id: str | None = None,
+    ) -> int:
+        """Cancel every queued or running job that matches (status: "queued", "running" or
+        both; None: both); how many were canceled. Running handlers stop within a second."""
+        call = (await self._routes()).bulk(
+            "cancel", status=status, job_type=job_type, source_task_id=source_task_id
+        )
+        count: int = (await self._call(call))["count"]
+        return count
+
+    async def retry_all(
+        self,
+        status: str | Sequence[str] | None = None,
+        *,
+        job_type: str | None = None,
+        source_task_id: str | None = None,
+    ) -> int:
+        """Queue every failed or canceled job that matches again, attempts reset (status:
+        "failed", "canceled" or both; None: both); how many were."""
+        call = (await self._routes()).bulk(
+            "retry", status=status, job_type=job_type, source_task_id=source_task_id
+        )
+        count: int = (await self._call(call))["count"]
+        return count
+
     # -- events ----------------------------------------------------------------------------
 
     def events(
@@ -202,9 +232,7 @@ class AsyncClient:
 
     async def _call(self, call: Call) -> Any:
         try:
-            response = await self._http.request(
-                call.method, call.path, params=call.params, json=call.body, headers=call.headers
-            )
+            response = await self._http.request(call.method, call.path, **call.send_options())
         except httpx.TransportError as exc:
             raise protocol.connection_failed(self._config.base_url, exc) from exc
         return protocol.decode(response.status_code, response.content)

@@ -1,11 +1,14 @@
-"""Where job outputs (assets) go: the Storage protocol and its backends, one module each."""
+"""Where job outputs (assets) go: the Storage protocol and its backends, one module each
+(local.py, s3.py, postgres.py), and registry.py, which resolves an asset's provider."""
 
 from skiplock.storage.local import LocalDiskStorage
 from skiplock.storage.protocol import (
     CHUNK_SIZE,
     AssetTooLarge,
     Storage,
+    StorageUnavailable,
     StoredObject,
+    attachment_disposition,
     bytes_chunks,
     file_chunks,
     object_key_for,
@@ -17,7 +20,9 @@ __all__ = [
     "AssetTooLarge",
     "LocalDiskStorage",
     "Storage",
+    "StorageUnavailable",
     "StoredObject",
+    "attachment_disposition",
     "bytes_chunks",
     "file_chunks",
     "object_key_for",

@@ -128,7 +128,13 @@ class LocalDiskStorage:
         return self.root.joinpath(*key.parts)
 
     async def put(
-        self, object_key: str, chunks: AsyncIterator[bytes], *, max_bytes: int
+        self,
+        object_key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int,
+        content_type: str = "application/octet-stream",  # a file keeps no metadata
+        filename: str | None = None,
     ) -> StoredObject:
         pending = _PendingWrite(self._path(object_key))
         try:

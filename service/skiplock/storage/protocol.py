@@ -3,8 +3,8 @@ and byte streams.
 
 An object is stored whole or not at all: `put` streams chunks in, hashes them on the way,
 stops as soon as the total passes the size limit and leaves nothing behind on any failure.
-The protocol speaks only of keys and byte streams, so each backend (local disk today) is a
-module of its own beside this one.
+The protocol speaks only of keys and byte streams, so each backend is a module of its own
+beside this one (local.py, s3.py, postgres.py); registry.py picks one per provider.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import quote
 
 from skiplock.errors import SkiplockError
 
@@ -37,6 +38,11 @@ class AssetTooLarge(SkiplockError):
         )
 
 
+class StorageUnavailable(SkiplockError):
+    """The store did not answer (down, unreachable, timed out): the job attempt fails and is
+    retried like any error, and /content answers 503."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     provider: str
@@ -49,9 +55,19 @@ class Storage(Protocol):
     provider: str
 
     async def put(
-        self, object_key: str, chunks: AsyncIterator[bytes], *, max_bytes: int
+        self,
+        object_key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int,
+        content_type: str = "application/octet-stream",
+        filename: str | None = None,
     ) -> StoredObject:
-        """Store the chunks under object_key; AssetTooLarge past max_bytes, leaving nothing."""
+        """Store the chunks under object_key; AssetTooLarge past max_bytes, leaving nothing.
+
+        content_type and filename are kept with the object where the store has metadata
+        (S3 serves them on a presigned GET); StoredObject.object_key is where it landed.
+        """
 
     async def delete(self, object_key: str) -> None:
         """Remove the object; nothing happens when it is already gone."""
@@ -75,6 +91,13 @@ def safe_filename(filename: str) -> str:
         else:
             name = name[:_MAX_FILENAME]
     return name or "output"
+
+
+def attachment_disposition(filename: str) -> str:
+    """`attachment` with an ASCII `filename=` for old clients and the exact name as
+    `filename*=UTF-8''…` (RFC 6266, percent-encoded per RFC 5987), which clients prefer."""
+    encoded = quote(filename, safe="", errors="replace")
+    return f"attachment; filename=\"{safe_filename(filename)}\"; filename*=UTF-8''{encoded}"
 
 
 def object_key_for(

@@ -36,13 +36,15 @@ from skiplock.handlers import Registry, registry
 from skiplock.listener import Listener
 from skiplock.logs import fields
 from skiplock.settings import Settings
-from skiplock.storage import LocalDiskStorage, Storage
-from skiplock.worker import maintenance
+from skiplock.storage import Storage
+from skiplock.storage.registry import StorageRegistry, open_registry
+from skiplock.worker import maintenance, retention
 from skiplock.worker.children import child_limits
 from skiplock.worker.completions import CompletionWriter, Outcome
 from skiplock.worker.leases import HeldJob, Leases
 from skiplock.worker.progress import ProgressWriter
 from skiplock.worker.runner import Runner, elapsed_ms
+from skiplock.worker.uploads import Uploads
 
 QUEUED_CHANNEL = "content_jobs_queued"
 POLL_INTERVAL = 1.0  # SPEC §2: workers poll at least every second
@@ -107,7 +109,8 @@ class Worker:
         self.options = options
         self.job_types = list(options.job_types or handlers.names())
         self._handlers = handlers
-        self._storage = storage or LocalDiskStorage(settings.storage_dir)
+        # Outputs go to SKIPLOCK_STORAGE's backend; orphans are removed from any reachable.
+        self._storages: StorageRegistry = open_registry(settings, default=storage)
         self._held: dict[uuid.UUID, HeldJob] = {}
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -137,33 +140,49 @@ class Worker:
     async def run(self) -> None:
         """Work until stop(); then finish or hand back running jobs and return."""
         url = self.settings.require_database_url()
+        listen_url = self.settings.require_listen_url()
         # One direct attempt first: a database that is down stops the worker at once with
         # one line, rather than after the pool's retries.
         await (await db.connect_async(url)).close()
+        # Through a transaction pooler a session SET would stick to whichever server
+        # connection the pooler lent, so the worker runs without WORKER_SESSION there.
+        pooled = not self.settings.prepared_statements
         pool = await db.open_pool(
-            url, min_size=2, max_size=6, name="worker", session_settings=WORKER_SESSION
+            url,
+            min_size=2,
+            max_size=6,
+            name="worker",
+            session_settings=None if pooled else WORKER_SESSION,
+            prepare=not pooled,
         )
         try:
-            await self._run_with(pool, url)
+            await self._run_with(pool, listen_url)
         finally:
             await pool.close()
+            await self._storages.aclose()
 
-    async def _run_with(self, pool: AsyncConnectionPool, url: str) -> None:
+    async def _run_with(self, pool: AsyncConnectionPool, listen_url: str) -> None:
         self._pool = pool
+        self._uploads = Uploads(pool, self.id, self._storages)
         self._progress = ProgressWriter(pool, self.id)
         self._leases = Leases(pool, self.id, self.settings.lease_seconds, self._held, self._stop)
         self._completions = CompletionWriter(
             pool, self.id, take_progress=self._progress.take, lease_lost=self._leases.lost
         )
+        s3 = self.settings.storage.s3
         self._runner = Runner(
             self._handlers,
-            self._storage,
+            self._storages.default,
             max_output_bytes=self.settings.generated_asset_max_bytes,
             report_progress=self._progress.report,
             child_limits=child_limits(self.settings),
             child_env=self.settings.child_env,
+            begin_upload=self._uploads.begin,
+            key_prefix=s3.prefix if s3 and self._storages.default.provider == "s3" else "",
         )
-        listener = Listener(url, [QUEUED_CHANNEL], self._on_notify, self._on_listen, name="worker")
+        listener = Listener(
+            listen_url, [QUEUED_CHANNEL], self._on_notify, self._on_listen, name="worker"
+        )
         await self._register()
         background = [
             asyncio.create_task(coro, name=name)
@@ -175,6 +194,8 @@ class Worker:
                 ("cancel watch", self._leases.watch()),
                 ("rescue", maintenance.rescue_forever(pool, self.settings.lease_seconds)),
                 ("pruning", maintenance.prune_forever(pool, self.settings.event_retention_days)),
+                ("upload sweep", self._uploads.sweep_forever()),
+                *(("retention", loop) for loop in self._retention(pool)),
             )
         ]
         for task in background:
@@ -221,6 +242,13 @@ class Worker:
         self.crashed = self.crashed or task.get_name()
         self.stop()
         self.stop()  # at once: running jobs may have no one to write their outcomes
+
+    def _retention(self, pool: AsyncConnectionPool) -> list[Coroutine[Any, Any, None]]:
+        """Job retention's loop, when SKIPLOCK_JOB_RETENTION_DAYS is set."""
+        seconds = self.settings.job_retention_seconds()
+        if seconds is None:
+            return []
+        return [retention.run_forever(pool, seconds, self._storages.find)]
 
     async def _register(self) -> None:
         params = {
@@ -344,23 +372,29 @@ class Worker:
             job.running = False
             self._running -= 1
             self._slot_freed.set()
+        committed: bool | None = None  # None: unknown (interrupted), left to the sweep
         try:
             if outcome is None:
                 log.info("job stopped %s", _JobFields(job, reason=job.stop_reason))
+                committed = False
             else:
-                await self._write(job, outcome)
+                written = await self._write(job, outcome)
+                committed = written is not None and written.asset is not None
         finally:
             self._progress.take(job.id)
             self._held.pop(job.id, None)
+            # An output whose asset row surely did not commit is removed now; one whose
+            # completion may still land (the wait was interrupted) is left to the sweep,
+            # which only takes it once its attempt is over without an asset row.
+            await self._uploads.settle(job.id, committed=committed)
 
-    async def _write(self, job: HeldJob, outcome: Outcome) -> None:
+    async def _write(self, job: HeldJob, outcome: Outcome) -> Outcome | None:
+        """Write the outcome; what was written (cleaned, or a failure without its asset in its
+        place when Postgres refused it), or None when the job was no longer ours."""
         written = await self._completions.write(outcome)
-        if outcome.asset is not None and (written is None or written.asset is None):
-            with contextlib.suppress(OSError):  # no asset row names it
-                await self._storage.delete(outcome.asset.stored.object_key)
         if written is None:
             log.warning("job outcome not written: no longer ours %s", _JobFields(job))
-            return
+            return None
         outcome = written  # cleaned, or a failure in its place when Postgres refused it
         self.jobs_finished += 1
         status = outcome.status if not outcome.reason else f"queued ({outcome.reason})"
@@ -378,6 +412,7 @@ class Worker:
         )
         if outcome.run_at is not None and not outcome.refund:
             self._note_retry(outcome.run_at.timestamp() - time.time())
+        return outcome
 
     def _note_retry(self, seconds_from_now: float) -> None:
         at = time.monotonic() + max(seconds_from_now, 0.0)

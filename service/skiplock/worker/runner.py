@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ UNWIND_SECONDS = 1.0
 log = logging.getLogger(__name__)
 
 ReportProgress = Callable[[uuid.UUID, int, dict[str, Any]], None]
+# Called before an output's upload starts: (job id, attempt, provider, object key).
+BeginUpload = Callable[[uuid.UUID, int, str, str], Awaitable[None]]
 
 
 class _Stopped(Exception):
@@ -51,6 +53,8 @@ class Runner:
         report_progress: ReportProgress,
         child_limits: ChildLimits | None = None,
         child_env: tuple[str, ...] = (),
+        begin_upload: BeginUpload | None = None,
+        key_prefix: str = "",
     ) -> None:
         self._registry = registry
         self._storage = storage
@@ -58,6 +62,8 @@ class Runner:
         self._report_progress = report_progress
         self._child_limits = child_limits or ChildLimits(file_bytes=max_output_bytes)
         self._child_env = child_env
+        self._begin_upload = begin_upload
+        self._key_prefix = key_prefix  # SKIPLOCK_S3_PREFIX: part of the stored object key
 
     async def run(self, job: HeldJob) -> Outcome | None:
         """The attempt's outcome, or None when there is nothing to write (canceled, lost)."""
@@ -137,7 +143,7 @@ class Runner:
                 f"handler returned {type(output).__name__}; expected skiplock.Output or None"
             )
         asset_id = uuid.uuid4()
-        key = object_key_for(
+        key = self._key_prefix + object_key_for(
             job.row["company_id"], output.filename, now=datetime.now(UTC), object_id=asset_id
         )
         if output.data is not None:
@@ -145,7 +151,15 @@ class Runner:
         else:
             path = Path(output.path or "")
             chunks = file_chunks(path if path.is_absolute() else ctx.workdir / path)
-        stored = await self._storage.put(key, chunks, max_bytes=self._max_output_bytes)
+        if self._begin_upload is not None:  # recorded first: an orphan can always be found
+            await self._begin_upload(job.id, job.attempt, self._storage.provider, key)
+        stored = await self._storage.put(
+            key,
+            chunks,
+            max_bytes=self._max_output_bytes,
+            content_type=output.content_type,
+            filename=output.filename,
+        )
         return StoredAsset(asset_id, stored, output.content_type, output.filename)
 
 

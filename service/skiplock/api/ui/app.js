@@ -24,6 +24,8 @@ const state = {
   selected: null,
   types: [],
   schemas: {},
+  counts: {}, // jobType -> status -> count, from the last /stats
+  pendingBulk: null, // {action, body}: what the confirmation bar asks about
   companyStream: null,
   detailStream: null,
   timers: {},
@@ -322,14 +324,18 @@ function onCompanyEvent(event) {
 async function loadStats() {
   const { items } = await api("GET", "/stats");
   const counts = {};
+  const paused = new Set();
   for (const item of items) {
     counts[item.jobType] ??= {};
     counts[item.jobType][item.status] = item.count;
+    if (item.paused) paused.add(item.jobType);
   }
+  state.counts = counts;
   const row = (label, byStatus, className = "") => {
     const cells = STATUSES.map((s) => el("td", { class: byStatus[s] ? s : "zero", text: byStatus[s] || "·" }));
     const total = STATUSES.reduce((sum, s) => sum + (byStatus[s] || 0), 0);
-    return el("tr", { class: className }, el("th", { text: label }), ...cells, el("td", { text: total }));
+    const name = el("th", { text: label }, paused.has(label) && className !== "total" ? badge("paused") : "");
+    return el("tr", { class: className, "data-type": label }, name, ...cells, el("td", { text: total }));
   };
   const totals = {};
   for (const byStatus of Object.values(counts)) {
@@ -338,6 +344,62 @@ async function loadStats() {
   const types = Object.keys(counts).sort();
   $("stats-body").replaceChildren(...types.map((t) => row(t, counts[t])), row("all", totals, "total"));
   fillTypes(types);
+  showPaused([...paused].sort());
+}
+
+// Paused types, read-only: pausing is an operator's action (`skiplock jobs pause|resume`,
+// or the paused_job_types table), never an API key's, so the page shows how to resume.
+function showPaused(types) {
+  $("paused-note").hidden = types.length === 0;
+  if (!types.length) return;
+  const type = types.length === 1 ? types[0] : "TYPE";
+  $("paused-types").textContent = types.join(", ");
+  $("resume-all").textContent = `skiplock jobs resume ${type}`;
+  $("resume-mine").textContent = `skiplock jobs resume ${type} --company ${state.company}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Bulk cancel and retry of the jobs the filters select, after a confirmation with the count
+// ---------------------------------------------------------------------------------------
+
+const BULK = {
+  cancel: { statuses: ["queued", "running"], verb: "Cancel", done: "Canceled" },
+  retry: { statuses: ["failed", "canceled"], verb: "Retry", done: "Queued again" },
+};
+
+function askBulk(action) {
+  const { statuses: allowed, verb } = BULK[action];
+  const status = $("filter-status").value;
+  const type = $("filter-type").value;
+  const statuses = status ? allowed.filter((s) => s === status) : allowed;
+  const types = type ? [type] : Object.keys(state.counts);
+  const count = types.reduce(
+    (sum, t) => sum + statuses.reduce((n, s) => n + (state.counts[t]?.[s] || 0), 0), 0);
+  const what = `${statuses.join(" or ") || allowed.join(" or ")} ${type ? `${type} ` : ""}job`;
+  $("bulk-result").textContent = "";
+  if (!statuses.length || count === 0) {
+    $("bulk-confirm").hidden = true;
+    $("bulk-result").textContent = `No ${what}s to ${verb.toLowerCase()}.`;
+    return;
+  }
+  state.pendingBulk = { action, body: { status: statuses, ...(type ? { jobType: type } : {}) } };
+  $("bulk-question").textContent = `${verb} ${count} ${what}${count === 1 ? "" : "s"}?`;
+  $("bulk-confirm").hidden = false;
+}
+
+async function runBulk() {
+  const pending = state.pendingBulk;
+  state.pendingBulk = null;
+  $("bulk-confirm").hidden = true;
+  if (!pending) return;
+  try {
+    const { count } = await api("POST", `/content-jobs/${pending.action}`, pending.body);
+    $("bulk-result").textContent = `${BULK[pending.action].done}: ${count} job${count === 1 ? "" : "s"}.`;
+    reload();
+  } catch (error) {
+    if (error.status === 401) return report(error);
+    $("bulk-result").textContent = error.message;
+  }
 }
 
 function fillTypes(more) {
@@ -584,8 +646,17 @@ function boot() {
   $("d-close").addEventListener("click", closeDetail);
   $("d-cancel").addEventListener("click", () => act("cancel"));
   $("d-retry").addEventListener("click", () => act("retry"));
+  $("bulk-cancel").addEventListener("click", () => askBulk("cancel"));
+  $("bulk-retry").addEventListener("click", () => askBulk("retry"));
+  $("bulk-yes").addEventListener("click", runBulk);
+  $("bulk-no").addEventListener("click", () => {
+    state.pendingBulk = null;
+    $("bulk-confirm").hidden = true;
+  });
   for (const id of ["filter-status", "filter-type"]) {
     $(id).addEventListener("change", () => {
+      state.pendingBulk = null; // a confirmation asked about the old filters
+      $("bulk-confirm").hidden = true;
       state.cursors = [null];
       loadPage().catch(report);
     });

@@ -1,0 +1,2 @@
+DROP TABLE skiplock.asset_uploads;
+DROP TABLE skiplock.asset_chunks;
