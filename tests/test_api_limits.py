@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from cli_helpers import REPO
-from processes import free_port
+from processes import free_port, peak_rss_mib
 from skiplock import keys
 from skiplock.api.auth import _TtlCache
 from worker_harness import wait_for
@@ -42,12 +42,8 @@ class Serve:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def rss_mib(self, field: str = "VmRSS") -> float:
-        """Resident memory now, or at its peak so far with field="VmHWM"."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError(f"no {field}")
+    def peak_rss_mib(self) -> float:
+        return peak_rss_mib(self.process.pid)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -136,14 +132,14 @@ def test_60_requests_with_a_5_mb_authorization_header_leave_serve_small(
     and stayed there. Now the request is refused (431) once its head passes 32 KiB."""
     serve = start_serve(database_url, tmp_path)
     stop_later.append(serve)
-    before = serve.rss_mib("VmHWM")
+    before = serve.peak_rss_mib()
     answers = set()
     for n in range(60):
         credential = b"sk_" + b"%05d" % n + b"x" * (5 * MiB)
         head = b"GET /whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + credential
         answer = raw_request(serve.port, head + b"\r\n\r\n")
         answers.add(answer.split(b"\r\n", 1)[0])
-    grown = serve.rss_mib("VmHWM") - before
+    grown = serve.peak_rss_mib() - before
     print(f"\nserve peak RSS {before:.0f} MiB -> {before + grown:.0f} MiB after 60 x 5 MB headers")
     assert answers <= {b"HTTP/1.1 431 Request Header Fields Too Large", b""}, answers
     assert b"HTTP/1.1 431 Request Header Fields Too Large" in answers
@@ -357,7 +353,7 @@ def test_a_list_page_of_large_inputs_is_cut_by_bytes_and_the_cursor_walks_them_a
     stop_later.append(serve)
     headers = {"Authorization": f"Bearer {tenant.api_key}"}
     url = f"{serve.base}/companies/{tenant.company_id}/content-jobs"
-    before = serve.rss_mib("VmHWM")
+    before = serve.peak_rss_mib()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(
             pool.map(
@@ -365,7 +361,7 @@ def test_a_list_page_of_large_inputs_is_cut_by_bytes_and_the_cursor_walks_them_a
                 range(8),
             )
         )
-    grown = serve.rss_mib("VmHWM") - before
+    grown = serve.peak_rss_mib() - before
     print(f"\n8 concurrent ?limit=200 over 1 MiB inputs: serve's peak grew {grown:.0f} MiB")
     first = answers[0].json()
     assert all(a.status_code == 200 and a.json() == first for a in answers)
