@@ -111,3 +111,77 @@ async def big_file(ctx: JobContext, params: dict[str, Any]) -> Output:
         for _ in range(int(params.get("mib", 1))):
             out.write(block_)
     return Output(filename="big.bin", content_type="application/octet-stream", path=path)
+
+
+# -- poison (issue 13): texts Postgres cannot store, and a background task that dies ------
+
+
+@register("nul_stderr")
+async def nul_stderr(ctx: JobContext, params: dict[str, Any]) -> None:
+    """A child that writes a NUL to stderr, then fails: the error message carries it."""
+    record_run(ctx)
+    await ctx.run("sh", "-c", "printf 'bad\\000byte\\n' >&2; exit 3")
+
+
+@register("nul_progress")
+async def nul_progress(ctx: JobContext, params: dict[str, Any]) -> None:
+    record_run(ctx)
+    await ctx.progress(0.5, "half\x00way")
+
+
+@register("surrogate_name")
+async def surrogate_name(ctx: JobContext, params: dict[str, Any]) -> Output:
+    """A file name as os.fsdecode makes it from Latin-1 bytes: a lone surrogate."""
+    record_run(ctx)
+    name = os.fsdecode(b"caf\xe9.txt")
+    return Output(filename=name, content_type="text/plain\x00", data=b"coffee")
+
+
+@register("sabotage")
+async def sabotage(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Breaks this worker's progress writer, standing in for a bug in a background task."""
+    import gc
+
+    from skiplock.worker.progress import ProgressWriter
+
+    async def broken(*args: Any) -> None:
+        raise RuntimeError("sabotaged")
+
+    for thing in gc.get_objects():
+        if isinstance(thing, ProgressWriter):
+            thing._write = broken  # type: ignore[method-assign]
+    await ctx.progress(0.5)
+    await asyncio.sleep(30)  # the flush writes it (and dies) within 0.2 s
+
+
+# -- children of ctx.run (issue 13): limits, environment, cleanup -------------------------
+
+
+@register("command")
+async def command(ctx: JobContext, params: dict[str, Any]) -> Output | None:
+    """Runs params.argv with ctx.run; its stdout is the output when params.output is true."""
+    record_run(ctx)
+    result = await ctx.run(*[str(arg) for arg in params["argv"]])
+    if not params.get("output"):
+        return None
+    return Output(filename="stdout.txt", content_type="text/plain", data=result.stdout)
+
+
+@register("late_child", timeout=1)
+def late_child(ctx: JobContext, params: dict[str, Any]) -> None:
+    """A `def` handler that outlives its timeout, then tries to make a workdir and start a
+    child; what happened is written to params.report."""
+    record_run(ctx)
+    time.sleep(3)  # the attempt times out after 1 s
+    said = []
+    try:
+        said.append(f"workdir: made {ctx.workdir}")
+    except Exception as exc:
+        said.append(f"workdir: {type(exc).__name__}")
+    try:
+        pid_file = params["pid_file"]
+        ctx.run_sync("sh", "-c", f"sleep 600 >/dev/null 2>&1 & echo $! > {pid_file}", cwd=Path("/"))
+        said.append("run: started a child")
+    except Exception as exc:
+        said.append(f"run: {type(exc).__name__}")
+    Path(params["report"]).write_text("\n".join(said))

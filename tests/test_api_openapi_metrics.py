@@ -240,16 +240,12 @@ async def test_horizon_age_tracks_an_open_write_transaction(api: Api) -> None:
 
 
 async def test_metrics_answer_without_the_database(api: Api, caplog: Any) -> None:
-    class DownPool:
-        def connection(self, timeout: float | None = None) -> Any:
-            raise psycopg.OperationalError("connection refused")
+    from skiplock.api.metrics import SnapshotCache
 
     app = api.server.config.app
-    pool, app.state.pool = app.state.pool, DownPool()
-    try:
-        _, families = await scrape(api)
-    finally:
-        app.state.pool = pool
+    # The gauges' own connection goes to a port where nothing listens.
+    app.state.snapshots = SnapshotCache("postgresql://nobody@127.0.0.1:1/none")
+    _, families = await scrape(api)
     assert DATABASE_FAMILIES.isdisjoint(families)
     assert {"skiplock_http_requests", "skiplock_sse_clients"} <= set(families)
     assert "database gauges left out" in caplog.text

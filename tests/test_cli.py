@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,18 @@ def test_bad_lease_seconds_is_one_line() -> None:
 
 
 def test_bad_numeric_settings_are_named() -> None:
-    for name in ("SKIPLOCK_GENERATED_ASSET_MAX_BYTES", "SKIPLOCK_EVENT_RETENTION_DAYS"):
+    names = (
+        "SKIPLOCK_GENERATED_ASSET_MAX_BYTES",
+        "SKIPLOCK_EVENT_RETENTION_DAYS",
+        "SKIPLOCK_CHILD_MEMORY_MB",
+        "SKIPLOCK_CHILD_CPU_SECONDS",
+        "SKIPLOCK_RENDER_MAX_PIXELS",
+        "SKIPLOCK_HTTP_MAX_HEADER_BYTES",
+        "SKIPLOCK_HTTP_MAX_CONNECTIONS",
+        "SKIPLOCK_SSE_MAX_STREAMS",
+        "SKIPLOCK_SSE_MAX_STREAMS_PER_COMPANY",
+    )
+    for name in names:
         assert name in one_line_error(run_cli("migrate", env={name: "-5"}))
 
 
@@ -92,3 +104,26 @@ def test_worker_mistakes_are_one_line(database_url: str) -> None:
     assert down.startswith("skiplock: cannot connect to Postgres at 127.0.0.1:1")
     usage = run_cli("worker", "--concurrency", "0", env=env)
     assert usage.returncode == 2 and "at least 1" in usage.stderr
+
+
+def test_serve_and_dev_on_a_taken_port_say_one_line(database_url: str, tmp_path: Path) -> None:
+    """Issue 13: not uvicorn's `ERROR: [Errno 98]` and exit 3, nor dev's traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        env = {"DATABASE_URL": database_url, "SKIPLOCK_STORAGE_DIR": str(tmp_path / "storage")}
+        served = one_line_error(run_cli("serve", "--port", port, env=env))
+        dev = one_line_error(run_cli("dev", "--port", port, "--data-dir", str(tmp_path), env=env))
+    for line in (served, dev):
+        assert line == (
+            f"skiplock: cannot listen on 127.0.0.1:{port} (address already in use); "
+            "choose another with --port"
+        )
+
+
+def test_serve_on_an_unknown_host_says_one_line(database_url: str) -> None:
+    line = one_line_error(
+        run_cli("serve", "--host", "no-such-host.invalid", env={"DATABASE_URL": database_url})
+    )
+    assert line.startswith("skiplock: cannot listen on no-such-host.invalid:8000 (")

@@ -14,7 +14,9 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from cli_helpers import one_line_error, run_cli
 from processes import free_port, postgres_processes, start_dev, stop_dev
+from skiplock.embedded import EmbeddedPostgres
 from worker_harness import wait_for
 
 pytestmark = pytest.mark.slow
@@ -95,3 +97,46 @@ def test_dev_as_root_in_a_directory_postgres_cannot_reach() -> None:
     finally:
         shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(expected, ignore_errors=True)
+
+
+def test_a_second_dev_on_the_same_data_dir_is_refused_and_leaves_the_first_alone(
+    data_dir: Path,
+) -> None:
+    """Issue 13: a second dev used to adopt the first one's Postgres and stop it on exit."""
+    first = start_dev(data_dir, free_port())
+    try:
+        pgdata = Path(first.lines["pgdata"])
+        second = run_cli(
+            "dev",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(free_port()),
+            env={"DATABASE_URL": None},
+            timeout=60,
+        )
+        line = one_line_error(second)
+        assert line == (
+            f"skiplock: another skiplock dev (pid {first.process.pid}) is running on "
+            f"{data_dir.resolve()}; stop it first, or pass another --data-dir"
+        )
+        assert postgres_processes(pgdata), "the second dev stopped the first one's Postgres"
+        with urllib.request.urlopen(f"{first.lines['url']}/healthz", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        assert stop_dev(first) == 0
+    assert postgres_processes(pgdata) == []
+
+
+def test_dev_never_stops_a_postgres_it_did_not_start(data_dir: Path) -> None:
+    first = start_dev(data_dir, free_port())  # makes the cluster
+    assert stop_dev(first) == 0
+    cluster = EmbeddedPostgres.for_data_dir(data_dir, log_file=data_dir / "postgres.log")
+    cluster.start()  # a person (or a crashed dev) left a server running on it
+    try:
+        adopting = start_dev(data_dir, free_port())
+        assert stop_dev(adopting) == 0
+        assert postgres_processes(cluster.pgdata), "dev stopped a server it did not start"
+        assert "adopted" in adopting.lines.get("postgres", "")
+    finally:
+        cluster.stop()

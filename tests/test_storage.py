@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import stat
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -313,3 +315,20 @@ def test_storing_a_200_mib_file_keeps_memory_bounded(tmp_path: Path) -> None:
     assert (tmp_path / "root" / KEY).stat().st_size == size
     assert measured["after"] < 100 * MiB, measured
     print(f"peak RSS {measured['before'] / MiB:.1f} -> {measured['after'] / MiB:.1f} MiB")
+
+
+async def test_outputs_are_0600_in_0700_folders_whatever_the_umask(tmp_path: Path) -> None:
+    """Issue 13: another OS user on the worker's host reads no tenant's output."""
+    root = tmp_path / "storage"  # made by the backend itself, like a fresh SKIPLOCK_STORAGE_DIR
+    previous = os.umask(0o022)  # the usual umask, which gave 0644 files and 0755 folders
+    try:
+        await LocalDiskStorage(root).put(KEY, bytes_chunks(b"secret"), max_bytes=MiB)
+    finally:
+        os.umask(previous)
+    path = root / KEY
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    parts = PurePosixPath(KEY).parts
+    folders = [root.joinpath(*parts[:n]) for n in range(len(parts))]  # root to the file's own
+    assert {folder: oct(stat.S_IMODE(folder.stat().st_mode)) for folder in folders} == {
+        folder: oct(0o700) for folder in folders
+    }

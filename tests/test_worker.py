@@ -230,7 +230,7 @@ async def test_a_worker_that_lost_its_job_cannot_complete_fail_or_release_it(
             Outcome(job_id, 1, "queued", reason="shutdown", refund=True),
             Outcome(job_id, 1, "queued", reason="error", run_at=datetime.now(UTC)),
         ]
-        assert [await writer.write(outcome) for outcome in attempts] == [False] * 4
+        assert [await writer.write(outcome) for outcome in attempts] == [None] * 4
         writing.cancel()
         progress = ProgressWriter(pool, "A")
         progress.report(job_id, 1, {"fraction": 0.9})
@@ -328,3 +328,69 @@ async def test_pruning_removes_old_events_of_finished_jobs_only(
     # The finished job keeps its recent events; the unfinished one keeps everything.
     assert [t for t, _ in events(conn, finished)] == ["content_job.queued", "content_job.done"]
     assert len(events(conn, running)) == 3
+
+
+async def _claimed(
+    aconn: psycopg.AsyncConnection[Any], conn: Conn, company_id: uuid.UUID, n: int
+) -> list[uuid.UUID]:
+    from skiplock import store
+
+    ids = [enqueue(conn, company_id, "noop") for _ in range(n)]
+    rows = await store.claim_jobs(
+        aconn, worker_id="W", job_types=["noop"], limit=n, lease_seconds=30
+    )
+    assert {row["id"] for row in rows} == set(ids)
+    return ids
+
+
+async def test_a_batch_refused_for_its_data_is_written_row_by_row(
+    conn: Conn, company_id: uuid.UUID, database_url: str, aconn: psycopg.AsyncConnection[Any]
+) -> None:
+    """Issue 13: one outcome Postgres refuses (here its progress value holds a NUL, which
+    jsonb cannot store) fails its own job, saying why; the others in its batch are written."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from skiplock.worker.completions import CompletionWriter, Outcome
+
+    good, bad = await _claimed(aconn, conn, company_id, 2)
+    poisoned = {bad: {"fraction": 0.5, "message": "\x00"}}
+    async with AsyncConnectionPool(database_url, kwargs={"autocommit": True}) as pool:
+        writer = CompletionWriter(pool, "W", take_progress=poisoned.get, lease_lost=lambda _: False)
+        writing = asyncio.create_task(writer.run())
+        written = await asyncio.gather(
+            writer.write(Outcome(good, 1, "done")), writer.write(Outcome(bad, 1, "done"))
+        )
+        writing.cancel()
+    assert [o.status if o else None for o in written] == ["done", "failed"]
+    assert writer.batches == 1  # both went in one batch, refused as a whole
+    assert job(conn, good)["status"] == "done"
+    refused = job(conn, bad)
+    assert refused["status"] == "failed"
+    assert refused["error_message"].startswith(
+        "the attempt's outcome could not be stored (UntranslatableCharacter: "
+    )
+
+
+async def test_the_completion_writer_survives_an_exception(
+    conn: Conn, company_id: uuid.UUID, database_url: str, aconn: psycopg.AsyncConnection[Any]
+) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    from skiplock.worker.completions import CompletionWriter, Outcome
+
+    first, second = await _claimed(aconn, conn, company_id, 2)
+
+    def take_progress(job_id: uuid.UUID) -> None:
+        if job_id == first:
+            raise RuntimeError("a bug")
+
+    async with AsyncConnectionPool(database_url, kwargs={"autocommit": True}) as pool:
+        writer = CompletionWriter(
+            pool, "W", take_progress=take_progress, lease_lost=lambda _: False
+        )
+        writing = asyncio.create_task(writer.run())
+        assert await writer.write(Outcome(first, 1, "done")) is None  # left to its lease
+        assert await writer.write(Outcome(second, 1, "done")) is not None
+        assert not writing.done()
+        writing.cancel()
+    assert (job(conn, first)["status"], job(conn, second)["status"]) == ("running", "done")

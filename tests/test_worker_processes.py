@@ -274,6 +274,32 @@ def test_postgres_outage_shorter_than_the_lease_does_not_stop_running_handlers(
 
 
 @pytest.mark.slow
+def test_sigterm_during_a_postgres_outage_stops_the_worker_within_dockers_10_s(
+    outage_db: tuple[EmbeddedPostgres, str, Any, uuid.UUID], tmp_path: Path
+) -> None:
+    """Issue 13: the claim waited the pool's 30 s for a connection before it looked at the
+    stop signal, so `docker stop` (10 s, then SIGKILL) killed the worker mid-shutdown."""
+    pg, url, _, _ = outage_db
+    worker = start_worker_process(url, tmp_path)
+    try:
+        pg.stop()
+        # The first claim fails at once; the next one waits for the pool to reconnect (it
+        # retries 50 ms later, and the pool waits up to 30 s). No log line tells when it
+        # waits, so give it a second to get there.
+        wait_for(lambda: "claiming failed" in worker.log(), timeout=30)
+        time.sleep(1)
+        worker.signal(signal.SIGTERM)
+        sent = time.monotonic()
+        assert worker.wait(timeout=60) == 0, worker.log()[-2000:]
+        took = time.monotonic() - sent
+    finally:
+        worker.kill()
+        pg.start()
+    print(f"\nSIGTERM during an outage: the worker exited after {took:.1f} s")
+    assert took < 10, f"took {took:.1f} s, past docker stop's 10 s"
+
+
+@pytest.mark.slow
 def test_after_a_postgres_restart_a_new_job_starts_within_a_second(
     outage_db: tuple[EmbeddedPostgres, str, Any, uuid.UUID], tmp_path: Path
 ) -> None:
@@ -291,3 +317,73 @@ def test_after_a_postgres_restart_a_new_job_starts_within_a_second(
     finally:
         worker.signal()
         assert worker.wait() == 0
+
+
+def _asset_names(conn: Conn, job_id: uuid.UUID) -> tuple[str, str] | None:
+    return conn.execute(  # type: ignore[return-value]
+        "SELECT a.original_filename, a.content_type FROM skiplock.content_jobs j "
+        "JOIN skiplock.assets a ON a.id = j.result_asset_id WHERE j.id = %s",
+        (job_id,),
+    ).fetchone()
+
+
+POISONS = {
+    # a child's stderr tail in the error message
+    "nul_stderr": lambda conn, row: (
+        row["status"] == "failed"
+        and row["error_message"]
+        == "ChildProcessFailed: sh exited with status 3: bad\ufffdbyte "
+        "(attempt 1 of 1, no attempts left)"
+    ),
+    "nul_progress": lambda conn, row: (
+        row["status"] == "done" and row["progress"] == {"fraction": 0.5, "message": "half\ufffdway"}
+    ),
+    # os.fsdecode(b"caf\xe9.txt"), and a content type with a NUL
+    "surrogate_name": lambda conn, row: (
+        row["status"] == "done"
+        and _asset_names(conn, row["id"]) == ("caf\ufffd.txt", "application/octet-stream")
+    ),
+}
+
+
+@pytest.mark.parametrize("poison", list(POISONS))
+def test_a_poison_text_ends_its_job_and_later_jobs_still_run(
+    conn: Conn, company_id: uuid.UUID, database_url: str, tmp_path: Path, poison: str
+) -> None:
+    """Issue 13: a NUL in an error or progress message, or a lone surrogate in a file name,
+    made every completion batch fail (or killed the writer task): the worker kept claiming,
+    and every job after it stayed running forever."""
+    worker = start_worker_process(database_url, tmp_path)
+    try:
+        poisoned = enqueue(conn, company_id, poison, max_attempts=1)
+        wait_for(status_is(conn, poisoned, "done", "failed"), timeout=30)
+        later = [enqueue(conn, company_id, "noop") for _ in range(3)]
+        for job_id in later:
+            wait_for(status_is(conn, job_id, "done"), timeout=30)
+        assert worker.process.poll() is None
+    finally:
+        worker.signal()
+        assert worker.wait() == 0, worker.log()[-3000:]
+    row = job(conn, poisoned)
+    assert POISONS[poison](conn, row), row
+
+
+def test_a_background_task_that_dies_stops_the_worker_loudly(
+    conn: Conn, company_id: uuid.UUID, database_url: str, tmp_path: Path
+) -> None:
+    """Issue 13: a worker whose completion or progress writer died used to stay half alive,
+    claiming jobs nothing would finish."""
+    worker = start_worker_process(database_url, tmp_path)
+    try:
+        enqueue(conn, company_id, "sabotage")
+        code = worker.wait(timeout=30)
+    finally:
+        worker.kill()
+    log = worker.log()
+    assert code == 2, log[-3000:]
+    assert "CRITICAL worker: the progress writer task ended unexpectedly" in log
+    assert "RuntimeError: sabotaged" in log  # the traceback is in the log
+    assert log.rstrip().splitlines()[-1] == (
+        "skiplock: the worker's progress writer task ended unexpectedly (see the log above); "
+        "the worker stopped, and its unfinished jobs come back when their leases run out"
+    )

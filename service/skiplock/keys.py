@@ -22,7 +22,9 @@ from skiplock import store
 from skiplock.errors import NotFound
 
 KEY_PREFIX = "sk"
-_KEY_PATTERN = re.compile(r"^sk_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$")
+_KEY_PATTERN = re.compile(r"sk_([0-9a-f]{32})_([A-Za-z0-9_-]{43})")
+# Every key and stream token is exactly this long: prefix, id, secret and two underscores.
+CREDENTIAL_LENGTH = 2 + 1 + 32 + 1 + 43
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,18 @@ def make_key(key_id: uuid.UUID) -> tuple[str, str]:
     return f"{KEY_PREFIX}_{key_id.hex}_{secret}", hash_secret(secret)
 
 
+def is_key_shaped(text: str) -> bool:
+    """Whether text could be a key: checked (length first) before any lookup or cache."""
+    return len(text) == CREDENTIAL_LENGTH and _KEY_PATTERN.fullmatch(text) is not None
+
+
+def is_token_shaped(text: str) -> bool:
+    return len(text) == CREDENTIAL_LENGTH and _TOKEN_PATTERN.fullmatch(text) is not None
+
+
 def parse_key(api_key: str) -> tuple[uuid.UUID, str] | None:
     """(key id, secret) of a well-formed key, else None."""
-    match = _KEY_PATTERN.match(api_key)
+    match = _KEY_PATTERN.fullmatch(api_key)
     if not match:
         return None
     return uuid.UUID(hex=match.group(1)), match.group(2)
@@ -100,7 +111,7 @@ async def resolve_key(conn: AsyncConnection[Any], api_key: str) -> ResolvedKey |
 
 TOKEN_PREFIX = "st"  # noqa: S105  (a prefix, not a secret)
 TOKEN_LIFETIME_SECONDS = 3600
-_TOKEN_PATTERN = re.compile(r"^st_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$")
+_TOKEN_PATTERN = re.compile(r"st_([0-9a-f]{32})_([A-Za-z0-9_-]{43})")
 
 
 @dataclass(frozen=True)
@@ -133,7 +144,7 @@ async def create_stream_token(conn: AsyncConnection[Any], key: ResolvedKey) -> N
 
 async def resolve_stream_token(conn: AsyncConnection[Any], token: str) -> ResolvedToken | None:
     """The company of a live token: well-formed, known, unexpired, its key not revoked."""
-    match = _TOKEN_PATTERN.match(token)
+    match = _TOKEN_PATTERN.fullmatch(token)
     if not match:
         return None
     token_id, secret = uuid.UUID(hex=match.group(1)), match.group(2)

@@ -22,6 +22,15 @@ DEFAULT_STORAGE_DIR = Path(".skiplock/storage")
 DEFAULT_GENERATED_ASSET_MAX_BYTES = 524_288_000  # 500 MiB
 DEFAULT_LEASE_SECONDS = 30
 DEFAULT_EVENT_RETENTION_DAYS = 7
+# Children of ctx.run (renderers): 4K video with x264 capped at 4 threads writes 544 MiB,
+# a diagram at the default pixel budget ~260 MiB; the CPU time covers the largest video
+# (5 minutes of 4K at 60 fps: ~340 CPU-seconds measured on 2 cores).
+DEFAULT_CHILD_MEMORY_MB = 1024
+DEFAULT_CHILD_CPU_SECONDS = 600
+DEFAULT_RENDER_MAX_PIXELS = 64_000_000  # 8000 x 8000: ~260 MiB and 1.6 s in dot
+DEFAULT_HTTP_MAX_HEADER_BYTES = 32_768
+DEFAULT_HTTP_MAX_CONNECTIONS = 10_000
+DEFAULT_SSE_MAX_STREAMS_PER_COMPANY = 500
 POOLING_MODES = ("session", "transaction")
 
 
@@ -50,6 +59,21 @@ class Settings:
         (SKIPLOCK_TEST_JOB_RETENTION_SECONDS). For tests and the soak in bench/ only.
     cors_origins: browser origins allowed to call the API (SKIPLOCK_CORS_ORIGINS).
     log_level: debug, info, warning or error (SKIPLOCK_LOG_LEVEL, default info).
+    child_memory_mb: the memory each child of ctx.run may write, in MiB
+        (SKIPLOCK_CHILD_MEMORY_MB, default 1024); 0 lifts the limit.
+    child_cpu_seconds: the CPU time each child of ctx.run may use
+        (SKIPLOCK_CHILD_CPU_SECONDS, default 600); 0 lifts the limit.
+    child_env: more environment variables children of ctx.run inherit (SKIPLOCK_CHILD_ENV).
+    render_max_pixels: the largest bitmap (PNG) the built-in renderers draw, in pixels
+        (SKIPLOCK_RENDER_MAX_PIXELS, default 64,000,000).
+    http_max_header_bytes: a request whose line and headers pass this is answered 431
+        (SKIPLOCK_HTTP_MAX_HEADER_BYTES, default 32768).
+    http_max_connections: open HTTP connections per `serve` before new requests get 503
+        (SKIPLOCK_HTTP_MAX_CONNECTIONS, default 10000; lowered to fit the open-file limit).
+    sse_max_streams: open SSE streams per `serve` (SKIPLOCK_SSE_MAX_STREAMS, default 0:
+        3/4 of the connections).
+    sse_max_streams_per_company: open SSE streams of one company per `serve`
+        (SKIPLOCK_SSE_MAX_STREAMS_PER_COMPANY, default 500; at most half the streams).
     storage: where new outputs go and how to reach S3 (SKIPLOCK_STORAGE, SKIPLOCK_S3_*).
     listen_url: where LISTEN connections and migrations go (SKIPLOCK_LISTEN_URL); None means
         DATABASE_URL. A pooler in transaction mode cannot carry LISTEN: point it at Postgres.
@@ -68,6 +92,14 @@ class Settings:
     test_job_retention_seconds: int | None = None
     cors_origins: tuple[str, ...] = field(default=())
     log_level: str = "info"
+    child_memory_mb: int = DEFAULT_CHILD_MEMORY_MB
+    child_cpu_seconds: int = DEFAULT_CHILD_CPU_SECONDS
+    child_env: tuple[str, ...] = ()
+    render_max_pixels: int = DEFAULT_RENDER_MAX_PIXELS
+    http_max_header_bytes: int = DEFAULT_HTTP_MAX_HEADER_BYTES
+    http_max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS
+    sse_max_streams: int = 0
+    sse_max_streams_per_company: int = DEFAULT_SSE_MAX_STREAMS_PER_COMPANY
     storage: StorageSettings = field(default_factory=StorageSettings)
     listen_url: str | None = None
     database_pooling: str = "session"
@@ -146,6 +178,49 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         cors_origins=_comma_list(env.get("SKIPLOCK_CORS_ORIGINS")),
         log_level=_log_level(env.get("SKIPLOCK_LOG_LEVEL")),
+        child_memory_mb=_whole_number(
+            env, "SKIPLOCK_CHILD_MEMORY_MB", DEFAULT_CHILD_MEMORY_MB, unit="MiB", minimum=0
+        ),
+        child_cpu_seconds=_whole_number(
+            env,
+            "SKIPLOCK_CHILD_CPU_SECONDS",
+            DEFAULT_CHILD_CPU_SECONDS,
+            unit="seconds",
+            minimum=0,
+        ),
+        child_env=_comma_list(env.get("SKIPLOCK_CHILD_ENV")),
+        render_max_pixels=_whole_number(
+            env,
+            "SKIPLOCK_RENDER_MAX_PIXELS",
+            DEFAULT_RENDER_MAX_PIXELS,
+            unit="pixels",
+            minimum=1,
+        ),
+        http_max_header_bytes=_whole_number(
+            env,
+            "SKIPLOCK_HTTP_MAX_HEADER_BYTES",
+            DEFAULT_HTTP_MAX_HEADER_BYTES,
+            unit="bytes",
+            minimum=1024,
+            maximum=1 << 20,
+        ),
+        http_max_connections=_whole_number(
+            env,
+            "SKIPLOCK_HTTP_MAX_CONNECTIONS",
+            DEFAULT_HTTP_MAX_CONNECTIONS,
+            unit="connections",
+            minimum=1,
+        ),
+        sse_max_streams=_whole_number(
+            env, "SKIPLOCK_SSE_MAX_STREAMS", 0, unit="streams", minimum=0
+        ),
+        sse_max_streams_per_company=_whole_number(
+            env,
+            "SKIPLOCK_SSE_MAX_STREAMS_PER_COMPANY",
+            DEFAULT_SSE_MAX_STREAMS_PER_COMPANY,
+            unit="streams",
+            minimum=1,
+        ),
         storage=load_storage_settings(env),
         listen_url=_database_url(env.get("SKIPLOCK_LISTEN_URL"), "SKIPLOCK_LISTEN_URL"),
         database_pooling=_pooling(env.get("SKIPLOCK_DATABASE_POOLING")),

@@ -232,10 +232,6 @@ async def find_job(
     return await _one(conn, "find_job", {"company_id": company_id, "job_id": job_id})
 
 
-async def list_jobs(conn: AsyncConnection[Any], params: dict[str, Any]) -> list[Row]:
-    return await _all(conn, query("list_jobs"), params)
-
-
 async def cancel_job(
     conn: AsyncConnection[Any], company_id: uuid.UUID, job_id: uuid.UUID
 ) -> Row | None:

@@ -29,6 +29,7 @@ from skiplock.api.errors import ContainErrors, exception_handlers
 from skiplock.api.notifier import Notifier
 from skiplock.api.submits import SubmitWriter
 from skiplock.handlers import Registry, registry
+from skiplock.limits import ServeLimits, open_file_limit, serve_limits
 from skiplock.settings import Settings
 from skiplock.storage import Storage
 from skiplock.storage.registry import open_registry
@@ -99,6 +100,8 @@ def create_app(
             notifying.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await notifying
+            if (snapshots := getattr(app.state, "snapshots", None)) is not None:
+                await snapshots.close()
             await pool.close()
             await app.state.storages.aclose()
 
@@ -124,8 +127,20 @@ def create_app(
     app.state.registry = handlers
     app.state.storages = open_registry(settings, default=storage)
     app.state.settings = settings
+    app.state.database_url = database_url  # /metrics opens its own connection (metrics.py)
+    app.state.limits = app_limits(settings)
     app.state.closing = closing or asyncio.Event()
     return app
+
+
+def app_limits(settings: Settings) -> ServeLimits:
+    """How many connections and streams this process takes, given its open-file limit."""
+    return serve_limits(
+        open_file_limit(),
+        settings.http_max_connections,
+        settings.sse_max_streams,
+        settings.sse_max_streams_per_company,
+    )
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -1,18 +1,24 @@
 """Who is calling: `Authorization: Bearer <apiKey>`, or `?token=` on the routes browsers
 open without headers (SSE and asset content).
 
-Keys and tokens are resolved against their stored hashes and cached for a few seconds, in
-a bounded cache, so the hot path costs no query and a revoked key stops working within
-CACHE_SECONDS. Failures are cached too (a revoked or unknown key never becomes valid), so
-a client hammering with a bad key costs one query per CACHE_SECONDS, not one per request.
+A presented credential that cannot be a key or token by its shape (`sk_<32 hex>_<43
+url-safe>`, 79 characters) is refused (401) before anything else: no cache entry, no pool
+connection, no query. Keys and tokens are resolved against their stored hashes and cached
+for a few seconds, in a bounded cache keyed by the sha256 of the credential (never the
+credential itself), so the hot path costs no query and a revoked key stops working within
+CACHE_SECONDS. Failures are cached too (a revoked or unknown key never becomes valid), so a
+client hammering with a bad key costs one query per CACHE_SECONDS, not one per request.
+Expired entries are dropped as new ones come in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
@@ -24,6 +30,7 @@ from skiplock.api.errors import ApiError
 
 CACHE_SECONDS = 5.0
 CACHE_MAX_ENTRIES = 10_000
+_SHAPES = {False: "sk_<32 hex digits>_<43 characters>", True: "st_<32 hex digits>_<43 characters>"}
 
 
 @dataclass(frozen=True)
@@ -34,22 +41,39 @@ class Caller:
 
 
 class _TtlCache:
-    def __init__(self, seconds: float, max_entries: int) -> None:
+    """Entries that expire: at most max_entries, the oldest going first; expired ones are
+    dropped when met and from the front as new ones come (every entry lives at most
+    `seconds`, so the front is the oldest)."""
+
+    def __init__(
+        self, seconds: float, max_entries: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._seconds = seconds
         self._max = max_entries
-        self._entries: OrderedDict[str, tuple[float, Caller | None]] = OrderedDict()
+        self._clock = clock
+        self._entries: OrderedDict[bytes, tuple[float, Caller | None]] = OrderedDict()
 
-    def get(self, key: str) -> tuple[bool, Caller | None]:
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: bytes) -> tuple[bool, Caller | None]:
         entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
+        if entry is None:
+            return False, None
+        if entry[0] < self._clock():
+            del self._entries[key]
             return False, None
         return True, entry[1]
 
-    def put(self, key: str, caller: Caller | None, seconds: float | None = None) -> None:
-        self._entries[key] = (time.monotonic() + (seconds or self._seconds), caller)
+    def put(self, key: bytes, caller: Caller | None, seconds: float | None = None) -> None:
+        now = self._clock()
+        self._entries[key] = (now + min(seconds or self._seconds, self._seconds), caller)
         self._entries.move_to_end(key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        while self._entries:
+            oldest_key, (expires, _) = next(iter(self._entries.items()))
+            if expires >= now and len(self._entries) <= self._max:
+                break
+            del self._entries[oldest_key]
 
 
 class Authenticator:
@@ -58,7 +82,7 @@ class Authenticator:
         self._cache = _TtlCache(CACHE_SECONDS, CACHE_MAX_ENTRIES)
         # Concurrent requests with the same uncached credential share one lookup (500
         # browsers reconnecting at once cost one query, not 500).
-        self._lookups: dict[str, asyncio.Future[tuple[Caller | None, float | None]]] = {}
+        self._lookups: dict[bytes, asyncio.Future[tuple[Caller | None, float | None]]] = {}
 
     async def caller(self, request: Request, *, token_allowed: bool = False) -> Caller:
         """The caller, or ApiError 401."""
@@ -75,7 +99,11 @@ class Authenticator:
         raise ApiError(401, f"an API key is required (Authorization: Bearer <apiKey>{hint})")
 
     async def _resolve(self, credential: str, *, is_token: bool) -> Caller:
-        cache_key = ("t:" if is_token else "k:") + credential
+        shaped = keys.is_token_shaped if is_token else keys.is_key_shaped
+        if not shaped(credential):
+            what = "a stream token" if is_token else "an API key"
+            raise ApiError(401, f"this is not {what} (they look like {_SHAPES[is_token]})")
+        cache_key = hashlib.sha256((b"t:" if is_token else b"k:") + credential.encode()).digest()
         hit, caller = self._cache.get(cache_key)
         if not hit:
             caller, seconds = await self._shared_lookup(cache_key, credential, is_token)
@@ -90,7 +118,7 @@ class Authenticator:
         return caller
 
     async def _shared_lookup(
-        self, cache_key: str, credential: str, is_token: bool
+        self, cache_key: bytes, credential: str, is_token: bool
     ) -> tuple[Caller | None, float | None]:
         pending = self._lookups.get(cache_key)
         if pending is not None:

@@ -16,9 +16,10 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from skiplock import keys, store
+from skiplock.api import pages
 from skiplock.api.auth import authorize
 from skiplock.api.bodies import read_json
 from skiplock.api.errors import ApiError
@@ -224,7 +225,7 @@ async def _existing_job(conn: Any, company_id: uuid.UUID, job_id: uuid.UUID) -> 
     return row
 
 
-async def list_jobs(request: Request) -> JSONResponse:
+async def list_jobs(request: Request) -> Response:
     auth = await authorize(request)
     query = request.query_params
     status = query.get("status") or None
@@ -247,10 +248,10 @@ async def list_jobs(request: Request) -> JSONResponse:
         "limit": limit + 1,
     }
     async with request.app.state.pool.connection() as conn:
-        rows = await store.list_jobs(conn, params)
-    page = rows[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
-    return JSONResponse({"items": [job_json(r) for r in page], "nextCursor": next_cursor})
+        rows = pages.stream_rows(conn, "list_jobs", params)
+        items, after = await pages.bounded_page(rows, limit, job_json)
+    next_cursor = _encode_cursor(after) if after is not None else None
+    return Response(pages.page_body(items, next_cursor), media_type="application/json")
 
 
 def _limit(raw: str | None) -> int:

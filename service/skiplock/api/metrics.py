@@ -9,15 +9,21 @@ not show up in another's scrape. Three sources:
   label and the label set stays small whatever clients send.
 - The notifier's in-process counters (SSE clients, delivery lag, events delivered), read at
   scrape time.
-- Gauges read from Postgres at scrape time with one query (sql/queries/metrics_snapshot.sql),
-  summed over all companies. When the database does not answer within
-  SCRAPE_TIMEOUT_SECONDS they are left out and the scrape still answers 200 with the rest.
+- Gauges read from Postgres with one query (sql/queries/metrics_snapshot.sql), summed over
+  all companies: a snapshot taken at most every SNAPSHOT_SECONDS, on a connection of its own
+  (application_name `skiplock metrics`), never the API's pool, and shared by every scrape
+  meanwhile. The query counts content_jobs (0.2 s at 300,000 jobs): taken per scrape on the
+  pool, 30 anonymous scrapers pushed an authenticated GET from 6 ms to 435 ms (p50). When the
+  database does not answer within SCRAPE_TIMEOUT_SECONDS the gauges are left out (for that
+  interval too) and the scrape still answers 200 with the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -26,16 +32,19 @@ import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from psycopg.conninfo import make_conninfo
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from skiplock import store
+from skiplock import db, store
 from skiplock.api.jobs import STATUSES
 
 SCRAPE_TIMEOUT_SECONDS = 2.0
+SNAPSHOT_SECONDS = 5.0  # the database gauges are at most this old
+APPLICATION_NAME = "skiplock metrics"
 # What generate_latest writes: the classic text format, which every Prometheus reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED = "<unmatched>"  # the route label of a request no route matched (a 404)
@@ -201,25 +210,92 @@ class MetricsMiddleware:
             raise
 
 
-async def read_snapshot(app: Starlette) -> dict[str, Any] | None:
-    """The database gauges, or None when the database does not answer in time."""
-    pool = getattr(app.state, "pool", None)
-    if pool is None:
-        return None
-    try:
-        async with asyncio.timeout(SCRAPE_TIMEOUT_SECONDS):
-            async with pool.connection(timeout=SCRAPE_TIMEOUT_SECONDS) as conn:
-                return await store.metrics_snapshot(conn)
-    except (psycopg.Error, OSError, TimeoutError) as exc:
-        log.warning("metrics: database gauges left out of this scrape (%s)", type(exc).__name__)
-        return None
+class SnapshotCache:
+    """The database gauges, taken at most every SNAPSHOT_SECONDS on a connection of their own;
+    concurrent scrapes share one reading."""
+
+    def __init__(self, database_url: str, max_age: float = SNAPSHOT_SECONDS) -> None:
+        self._url = make_conninfo(database_url, application_name=APPLICATION_NAME)
+        self._max_age = max_age
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._value: dict[str, Any] | None = None
+        self._taken = -math.inf  # monotonic time of the last reading (or failed attempt)
+        self._reading: asyncio.Task[dict[str, Any] | None] | None = None
+        self.readings = 0  # snapshots taken: exported, so a scrape shows the cache at work
+
+    def age(self) -> float:
+        return time.monotonic() - self._taken
+
+    async def get(self) -> dict[str, Any] | None:
+        if self.age() < self._max_age:
+            return self._value
+        if self._reading is None:
+            self._reading = asyncio.create_task(self._read())
+            self._reading.add_done_callback(self._store)
+        return await asyncio.shield(self._reading)
+
+    def _store(self, task: asyncio.Task[dict[str, Any] | None]) -> None:
+        self._reading = None
+        self._taken = time.monotonic()
+        self._value = None if task.cancelled() else task.result()
+
+    async def _read(self) -> dict[str, Any] | None:
+        try:
+            async with asyncio.timeout(SCRAPE_TIMEOUT_SECONDS):
+                if self._conn is None or self._conn.closed:
+                    self._conn = await db.connect_async(self._url)
+                snapshot = await store.metrics_snapshot(self._conn)
+        except Exception as exc:  # a down database, a timeout: never a failed scrape
+            log.warning("metrics: database gauges left out for now (%s)", type(exc).__name__)
+            await self.close()  # a connection cut mid-query is in an unknown state
+            return None
+        self.readings += 1
+        return snapshot
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
+
+
+class CacheCollector(Collector):
+    """How fresh the database gauges are, and how often they have been read."""
+
+    def __init__(self, cache: SnapshotCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterable[Metric]:
+        age = self._cache.age()
+        yield GaugeMetricFamily(
+            "skiplock_metrics_snapshot_age_seconds",
+            "Seconds since the database gauges were last read (or tried): they are read at "
+            f"most every {SNAPSHOT_SECONDS:g} s, whatever the number of scrapes.",
+            value=age if math.isfinite(age) else 0.0,
+        )
+        yield CounterMetricFamily(
+            "skiplock_metrics_snapshots",
+            "Readings of the database gauges this process has taken.",
+            value=self._cache.readings,
+        )
+
+
+def snapshot_cache(app: Starlette) -> SnapshotCache | None:
+    cache: SnapshotCache | None = getattr(app.state, "snapshots", None)
+    if cache is None and getattr(app.state, "database_url", None):
+        cache = SnapshotCache(app.state.database_url)
+        app.state.snapshots = cache
+    return cache
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    snapshot = await read_snapshot(request.app)
+    cache = snapshot_cache(request.app)
+    snapshot = await cache.get() if cache is not None else None
     body = generate_latest(app_metrics(request.app).registry)
-    if snapshot is not None:
+    if cache is not None:
         scrape = CollectorRegistry()  # this scrape's database gauges, never shared
-        scrape.register(SnapshotCollector(snapshot))
+        scrape.register(CacheCollector(cache))
+        if snapshot is not None:
+            scrape.register(SnapshotCollector(snapshot))
         body += generate_latest(scrape)
     return Response(body, media_type=CONTENT_TYPE)

@@ -79,6 +79,10 @@ class Notifier:
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._by_company.values())
 
+    def company_subscriber_count(self, company_id: uuid.UUID) -> int:
+        subscribers = self._by_company.get(company_id)
+        return len(subscribers) if subscribers else 0
+
     # -- reading ---------------------------------------------------------------------------
 
     def _on_notify(self, channel: str, payload: str) -> None:

@@ -300,6 +300,7 @@ ERRORS: dict[int, tuple[str, str]] = {
     413: ("PayloadTooLarge", "The body is over 1 MiB"),
     415: ("UnsupportedMediaType", "The body is not sent as application/json"),
     422: ("Invalid", "A field or query parameter is invalid"),
+    429: ("TooManyRequests", "A limit of the company is reached; retry after Retry-After"),
     503: (
         "Unavailable",
         "The database (for asset content: the store holding it, or this server's settings "
@@ -313,7 +314,7 @@ def _error_response(status: int, description: str) -> Schema:
         "description": description,
         "content": {"application/json": {"schema": schema_ref("Error")}},
     }
-    if status == 503:
+    if status in (429, 503):
         response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
     return response
 
@@ -401,6 +402,8 @@ KEY: list[Schema] = [{"bearer": []}]
 KEY_OR_TOKEN: list[Schema] = [{"bearer": []}, {"streamToken": []}]
 OPEN: list[Schema] = []
 READ_ERRORS = (401, 403, 404, 503)
+# 429: the company's open streams on this server are at their limit (503: the server's).
+STREAM_ERRORS = (401, 403, 404, 429, 503)
 
 
 @dataclass(frozen=True)
@@ -532,7 +535,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "SSE: the job as it is (event: status), then its events, until a terminal one",
         "streams",
         {"200": SSE},
-        READ_ERRORS,
+        STREAM_ERRORS,
         ("companyId", "jobId", "token", "lastEventId", "Last-Event-ID"),
         KEY_OR_TOKEN,
     ),
@@ -541,7 +544,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "SSE: every content_job.* event of the company",
         "streams",
         {"200": SSE},
-        READ_ERRORS,
+        STREAM_ERRORS,
         ("companyId", "token", "lastEventId", "Last-Event-ID"),
         KEY_OR_TOKEN,
     ),

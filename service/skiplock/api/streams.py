@@ -25,10 +25,12 @@ from skiplock.api.errors import ApiError
 from skiplock.api.jobs import job_json
 from skiplock.api.notifier import Notifier, Subscription
 from skiplock.events import Event, Position
+from skiplock.limits import ServeLimits
 
 HEARTBEAT_SECONDS = 15.0
 TERMINAL_STATUSES = ("done", "failed", "canceled")
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+STREAM_RETRY_AFTER = "5"  # seconds: streams close as clients leave
 
 
 def frame(data: dict[str, Any], event: str, event_id: int | None = None) -> bytes:
@@ -47,6 +49,7 @@ def _last_event_id(request: Request) -> str | None:
 async def company_events(request: Request) -> StreamingResponse:
     auth = await authorize(request, token_allowed=True)
     stream = _Stream(request, auth.company_id, None)
+    stream.admit()
     return StreamingResponse(
         stream.company(_last_event_id(request)), media_type="text/event-stream", headers=HEADERS
     )
@@ -57,6 +60,7 @@ async def job_events(request: Request) -> StreamingResponse:
     job_id = auth.ids["jobId"]
     stream = _Stream(request, auth.company_id, job_id)
     row = await stream.snapshot()  # 404 before the stream starts
+    stream.admit()
     return StreamingResponse(
         stream.job(row, _last_event_id(request)), media_type="text/event-stream", headers=HEADERS
     )
@@ -75,6 +79,30 @@ class _Stream:
         self.sent = events.START
         # Waiters for "stop" (shutdown or overflow), made once per stream, not per event.
         self._stop_waiters: set[asyncio.Future[Any]] = set()
+
+    def admit(self) -> None:
+        """Keep this stream only within the process's and the company's stream limits
+        (limits.py): 503 past the process's, 429 past the company's, with Retry-After."""
+        limits: ServeLimits = self.request.app.state.limits
+        if self.notifier.subscriber_count > limits.max_streams:
+            self.close()
+            raise ApiError(
+                503,
+                f"this server has {limits.max_streams} event streams open, its limit "
+                "(SKIPLOCK_SSE_MAX_STREAMS); try again shortly",
+                code="too_many_streams",
+                headers={"Retry-After": STREAM_RETRY_AFTER},
+            )
+        if self.notifier.company_subscriber_count(self.company_id) > limits.max_streams_per_company:
+            self.close()
+            raise ApiError(
+                429,
+                f"this company has {limits.max_streams_per_company} event streams open on "
+                "this server, its limit (SKIPLOCK_SSE_MAX_STREAMS_PER_COMPANY); close one, "
+                "or follow the company's stream instead of one stream per job",
+                code="too_many_streams",
+                headers={"Retry-After": STREAM_RETRY_AFTER},
+            )
 
     def close(self) -> None:
         if self.subscription is not None:

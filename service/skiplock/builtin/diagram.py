@@ -7,15 +7,25 @@ timeout, cancellation and shutdown) and writes the file there; the file is strea
 storage. Invalid DOT fails the job at once with Graphviz's own message: running it again
 would fail the same way. A worker without Graphviz still starts; diagram jobs then fail
 with a line saying what to install.
+
+A tenant's DOT is treated as hostile. `dot` runs under the child limits (memory, CPU,
+file size: worker/children.py), a PNG larger than SKIPLOCK_RENDER_MAX_PIXELS is refused
+before `dot` starts (dot_size.py), and Graphviz's own sandbox is on: with SERVER_NAME set
+it reads image files (`image=`, `shapefile=`) only from GV_FILE_PATH, here an empty
+folder, so a DOT cannot draw another tenant's output or any other file of the worker's
+disk into its own. Graphviz's warnings (which name the files it could not open) are left
+out of error messages.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from typing import Any
 
+from skiplock.builtin import dot_size
 from skiplock.handlers import Output, PermanentError, register
-from skiplock.worker.context import ChildProcessFailed, JobContext
+from skiplock.worker.context import ChildLimitExceeded, ChildProcessFailed, JobContext
 
 FORMATS = {
     "svg": "image/svg+xml",
@@ -63,6 +73,8 @@ async def render_diagram(ctx: JobContext, params: dict[str, Any]) -> Output:
     file_format = params.get("format", "svg")
     if not dot_available():
         raise PermanentError(MISSING_DOT)
+    if file_format == "png":  # SVG and PDF are drawn as vectors: no bitmap to fill
+        check_bitmap(ctx, params["source"])
     target = ctx.workdir / f"diagram.{file_format}"
     await ctx.progress(0.1, "rendering")
     await run_dot(ctx, params["source"], f"-T{file_format}", "-o", str(target))
@@ -70,15 +82,49 @@ async def render_diagram(ctx: JobContext, params: dict[str, Any]) -> Output:
     return Output(filename=target.name, content_type=FORMATS[file_format], path=target)
 
 
+def check_bitmap(
+    ctx: JobContext,
+    source: str,
+    defaults: Mapping[str, str] | None = None,
+    what: str = "this DOT source",
+) -> None:
+    """PermanentError when the source asks for a bitmap over the pixel budget."""
+    budget = ctx.limits.max_pixels
+    bitmap = dot_size.bitmap_bound(source, defaults)
+    if budget is None or bitmap is None or bitmap.pixels <= budget:
+        return
+    raise PermanentError(
+        f"{what} asks for a {bitmap.width:.0f} x {bitmap.height:.0f} pixel bitmap "
+        f"({bitmap.pixels / 1e6:,.0f} megapixels: {bitmap.because}), over the limit of "
+        f"{budget / 1e6:g} megapixels (SKIPLOCK_RENDER_MAX_PIXELS); lower its size or dpi, "
+        "or render it as SVG or PDF"
+    )
+
+
 async def run_dot(ctx: JobContext, source: str, *args: str, what: str = "this DOT source") -> None:
-    """`dot ARGS` on `source` as a child of the job. Invalid DOT is a PermanentError with
-    Graphviz's own message (running it again would fail the same way); `what` names the
-    source in it."""
+    """`dot ARGS` on `source` as a child of the job, in Graphviz's file sandbox. Invalid DOT is
+    a PermanentError with Graphviz's own message (running it again would fail the same way);
+    `what` names the source in it."""
+    no_files = ctx.workdir / "graphviz-files"  # GV_FILE_PATH: the only folder dot may read
+    no_files.mkdir(exist_ok=True)
+    sandbox = {"SERVER_NAME": "skiplock", "GV_FILE_PATH": str(no_files)}
     try:
         # DOT on stdin, so Graphviz's messages say <stdin> rather than a temp path.
-        await ctx.run("dot", *args, input=source.encode("utf-8"))
+        await ctx.run("dot", *args, input=source.encode("utf-8"), env=sandbox)
+    except ChildLimitExceeded as exc:
+        said = _errors_only(exc.stderr)
+        raise PermanentError(
+            f"Graphviz could not render {what}: {exc.summary}" + (f": {said}" if said else "")
+        ) from None
     except ChildProcessFailed as exc:
         if exc.returncode < 0:  # killed by a signal: not the DOT's fault, may be retried
             raise
-        message = exc.stderr.decode("utf-8", "replace").strip() or f"exit status {exc.returncode}"
+        message = _errors_only(exc.stderr) or f"exit status {exc.returncode}"
         raise PermanentError(f"Graphviz could not render {what}: {message}") from None
+
+
+def _errors_only(stderr: bytes) -> str:
+    """dot's stderr without its `Warning:` lines: they name files it could or could not
+    open, which would tell a tenant what exists on the worker's disk."""
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    return "\n".join(line for line in lines if not line.startswith("Warning:")).strip()

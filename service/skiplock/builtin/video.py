@@ -49,7 +49,10 @@ _FFMPEG = ("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y")
 # Slides barely move, so the fastest preset loses nothing: measured on 4K at 60 fps against
 # veryfast, it encodes 2x faster in a third of the memory (336 vs 933 MiB), with a sharper
 # first frame (PSNR 62.5 vs 52.3 dB) in files 1.6x larger (still ~36 kB a second).
-_X264 = ("-preset", "ultrafast", "-tune", "stillimage")
+# x264 starts 1.5 threads per core by default, each with its own frame buffers: encoding 4K
+# wrote 459 MiB with 3 threads, 1.6 GiB with 16 and 4.4 GiB with 48, so on a large host the
+# default would outgrow SKIPLOCK_CHILD_MEMORY_MB. 4 threads: 544 MiB, as fast on 2 cores.
+_X264 = ("-preset", "ultrafast", "-tune", "stillimage", "-threads", "4")
 # BT.709, the matrix players assume for HD, tagged so none has to guess.
 _BT709 = ("-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709")
 
@@ -166,11 +169,14 @@ async def _render_frame(
     # so a tiny graph is not upscaled blurry and a huge one never makes a huge PNG. White,
     # because yuv420p has no alpha and transparent pixels would turn black. The DOT's own
     # attributes win over these defaults.
-    defaults = [f"-Gdpi={DPI}", f"-Gsize={size[0] / DPI:.4f},{size[1] / DPI:.4f}!"]
+    defaults = {"dpi": f"{DPI}", "size": f"{size[0] / DPI:.4f},{size[1] / DPI:.4f}!"}
     what = f"frame {index + 1} of {len(frames)} (input frames/{index}/source)"
     source = frames[index]["source"]
+    # The DOT's own dpi or size would win over these: the pixel budget applies to each frame.
+    diagram.check_bitmap(ctx, source, defaults, what)
+    flags = [f"-G{name}={value}" for name, value in defaults.items()]
     await diagram.run_dot(
-        ctx, source, "-Tpng", *defaults, "-Gbgcolor=white", "-o", str(target), what=what
+        ctx, source, "-Tpng", *flags, "-Gbgcolor=white", "-o", str(target), what=what
     )
     # 90% of the rendering share: fitting onto the canvas takes the rest.
     done = (index + 1) / len(frames)

@@ -18,6 +18,7 @@ from skiplock.cli.jobs import add_jobs_commands
 from skiplock.cli.submit import add_submit_command
 from skiplock.cli.support import check_at_start, uuid_arg, with_connection
 from skiplock.errors import ConfigError, SkiplockError
+from skiplock.limits import raise_open_file_limit
 from skiplock.settings import Settings, load_settings
 
 
@@ -200,6 +201,7 @@ def _run_serve(settings: Settings, args: argparse.Namespace) -> int:
     from skiplock import handlers, logs
     from skiplock.api.server import run_serve
 
+    raise_open_file_limit()
     logs.configure(settings.log_level)
     handlers.load_handler_modules([*settings.handlers, *args.handlers])
     asyncio.run(check_at_start(settings))
@@ -210,6 +212,7 @@ def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
     from skiplock import handlers, logs
     from skiplock.worker import Worker, WorkerOptions, run_until_signalled, served_types, tune_gc
 
+    raise_open_file_limit()
     logs.configure(settings.log_level)
     handlers.load_handler_modules([*settings.handlers, *args.handlers])
     asyncio.run(check_at_start(settings))
@@ -239,6 +242,7 @@ def _warn_missing_renderers() -> None:
 def _run_dev(settings: Settings, args: argparse.Namespace) -> int:
     from skiplock.cli.dev import run_dev
 
+    raise_open_file_limit()
     return run_dev(settings, data_dir=args.data_dir, host=args.host, port=args.port)
 
 

@@ -4,12 +4,20 @@ The cluster lives in DATA_DIR/pgdata (or under /var/lib/skiplock when run as roo
 postgres OS user cannot reach DATA_DIR), assets in DATA_DIR/storage. A `dev` company and its
 key are made on the first run; the key is kept in DATA_DIR/dev-api-key (mode 0600), so every
 run over the same data dir prints the same one. Ctrl-C stops the API and the worker, then Postgres.
+
+One dev per data dir: DATA_DIR/dev.lock is held (flock) while dev runs, and a second run is
+refused with one line. Only a Postgres this process started is stopped on exit; one it found
+running (left by a crashed run, or started by a person) is adopted and left running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +26,43 @@ from psycopg import AsyncConnection
 from skiplock import db, handlers, keys, logs, store
 from skiplock.cli.support import check_at_start
 from skiplock.embedded import EmbeddedPostgres
+from skiplock.errors import ConfigError
 from skiplock.settings import DEFAULT_STORAGE_DIR, Settings
 from skiplock.worker import Worker, WorkerOptions
 
 DEV_COMPANY = "dev"
 KEY_FILE = "dev-api-key"
+LOCK_FILE = "dev.lock"
 DEV_CONCURRENCY = 4
 DEV_GRACE = 3.0
 
 
 def run_dev(settings: Settings, *, data_dir: Path, host: str, port: int) -> int:
+    from skiplock.api import server as api_server
+
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     if settings.storage_dir == DEFAULT_STORAGE_DIR:
         settings = settings.with_overrides(storage_dir=data_dir / "storage")
+    with data_dir_lock(data_dir):
+        sockets = api_server.listen(host, port)  # a taken port: one line, before Postgres
+        try:
+            return _run_locked(settings, data_dir, host, port, sockets)
+        finally:
+            for sock in sockets:
+                sock.close()
 
+
+def _run_locked(
+    settings: Settings, data_dir: Path, host: str, port: int, sockets: list[socket.socket]
+) -> int:
     embedded: EmbeddedPostgres | None = None
     if settings.database_url is None:
         embedded = EmbeddedPostgres.for_data_dir(data_dir, log_file=data_dir / "postgres.log")
         _say(f"pgdata: {embedded.pgdata}")
         embedded.start()
+        if not embedded.launched:
+            _say("postgres: adopted a server already running there; it is left running on exit")
         settings = settings.with_overrides(database_url=embedded.url("postgres"))
     try:
         logs.configure(settings.log_level)
@@ -53,12 +78,35 @@ def run_dev(settings: Settings, *, data_dir: Path, host: str, port: int) -> int:
             f"database: {database_url}",
             "ready; press Ctrl-C to stop",
         ]
-        return 0 if _serve(settings, host, port, announce) else 2
+        _serve(settings, sockets, announce)
+        return 0
     except KeyboardInterrupt:
         return 0  # Ctrl-C is how dev is meant to end
     finally:
         if embedded is not None:
-            embedded.stop()
+            embedded.owned_stop()  # never a server we adopted: someone else relies on it
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on DATA_DIR/dev.lock while dev runs. A second dev over the same
+    data dir would share (adopt) this one's Postgres; refused instead, with one line. The
+    kernel drops a flock when its process dies, even by SIGKILL, so no stale lock is left."""
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise ConfigError(
+                f"skiplock: another skiplock dev (pid {holder}) is running on {data_dir}; "
+                "stop it first, or pass another --data-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _say(line: str) -> None:
@@ -92,16 +140,14 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text + "\n")
 
 
-def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> bool:
-    """Serve until Ctrl-C or SIGTERM, printing `announce` once the socket listens.
-
-    False if the server could not start (the port is taken, say).
-    """
+def _serve(settings: Settings, sockets: list[socket.socket], announce: list[str]) -> None:
+    """Serve on the bound sockets until Ctrl-C or SIGTERM, printing `announce` once ready."""
     from skiplock.api import server as api_server
     from skiplock.api.app import create_app
 
     closing = asyncio.Event()
     app = create_app(settings, closing=closing)
+    host, port = sockets[0].getsockname()[:2]
     server = api_server.QuietServer(api_server.config(app, host, port))
 
     async def serve() -> None:
@@ -113,7 +159,7 @@ def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> boo
             worker.stop()
 
         api_server.on_stop_signals(stop)
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(server.serve(sockets=sockets))
         working = asyncio.create_task(worker.run())
         while not (server.started and worker.started.is_set()):
             if serving.done() or working.done():
@@ -129,4 +175,3 @@ def _serve(settings: Settings, host: str, port: int, announce: list[str]) -> boo
         await asyncio.gather(serving, working)
 
     asyncio.run(serve())
-    return not api_server.said_not_started(server, host, port)

@@ -81,6 +81,9 @@ class EmbeddedPostgres:
         self.unsafe_fast = unsafe_fast
         self.log_file = Path(os.path.abspath(log_file or self.pgdata.parent / "postgres.log"))
         self.socket_dir = _socket_dir_for(self.pgdata, port)
+        # Whether start() launched the server (False: it adopted one already running). Only
+        # a server this object launched is ours to stop when done (see owned_stop).
+        self.launched = False
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, **kw: Any) -> Self:
@@ -133,9 +136,20 @@ class EmbeddedPostgres:
             running = None
         if running is None:
             self._launch(deadline)
+            self.launched = True
         else:
             self._adopt(running)
         self._wait_until_accepting(deadline, timeout)
+
+    def owned_stop(self) -> bool:
+        """stop() the server if start() launched it; an adopted one is left running, since
+        whoever started it (another `skiplock dev`, a person) still relies on it. True when
+        stopped."""
+        if not self.launched:
+            return False
+        self.stop()
+        self.launched = False
+        return True
 
     def stop(self) -> None:
         """Fast shutdown (what `pg_ctl stop -m fast -w` does); returns once the server is gone.

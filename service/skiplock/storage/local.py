@@ -2,6 +2,8 @@
 
 Each put writes a temp file beside its final path, hashing on the way, and renames it into
 place once complete, holding one write batch plus one chunk in memory whatever the size.
+Files are created 0600 and the folders this backend makes 0700, whatever the umask allows:
+a tenant's outputs are readable by the OS user skiplock runs as, and no one else on the host.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from skiplock.storage.protocol import CHUNK_SIZE, AssetTooLarge, StoredObject, r
 _WRITE_BATCH = 1 << 20
 
 _T = TypeVar("_T")
+
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
 
 
 async def _in_thread(function: Callable[[], _T]) -> _T:
@@ -56,8 +61,9 @@ class _PendingWrite:
 
     def _opened(self) -> BinaryIO:
         if self.file is None:  # created by the first write, so an empty put costs no extra hop
-            self.final.parent.mkdir(parents=True, exist_ok=True)
-            self.file = self.temp.open("xb")
+            make_private_folders(self.final.parent)
+            fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            self.file = os.fdopen(fd, "wb")
         return self.file
 
     def write(self, batch: list[bytes]) -> None:
@@ -89,6 +95,18 @@ class _PendingWrite:
         self.temp.unlink(missing_ok=True)
         if self.renamed:
             self.final.unlink(missing_ok=True)
+
+
+def make_private_folders(folder: Path) -> None:
+    """folder and its missing parents, each FOLDER_MODE. (Path.mkdir(parents=True) would give
+    the parents the umask's mode, typically 0755.) Existing folders are left as they are."""
+    missing: list[Path] = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a concurrent put made it first
+            path.mkdir(mode=FOLDER_MODE)
 
 
 class LocalDiskStorage:

@@ -5,6 +5,7 @@ runner.py        running one job: timeout, stop, storing its output
 context.py       the handler's `ctx` (progress, workdir, child processes)
 completions.py   outcomes written in batches (done with its asset, failed, requeued)
 progress.py      progress writes, throttled per job and batched across jobs
+sanitize.py      texts from handlers made storable (NUL, lone surrogates, length)
 leases.py        lease renewal and the cancel watch
 maintenance.py   housekeeping: rescuing expired leases, pruning events and workers
 retry_policy.py  when a failed attempt runs again

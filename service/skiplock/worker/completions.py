@@ -9,11 +9,19 @@ job's asset row is written by the same statement, so the two commit together.
 During a database outage the writer keeps retrying; an outcome is given up only once its
 job's lease is known lost (another worker may have it by then, and the fence would refuse
 the write anyway).
+
+A batch Postgres refuses for its data (not for an outage) is written again row by row, and a
+row refused on its own fails its job with a message saying why, without its asset or
+progress: one poisoned outcome never holds up the others, nor stays `running` forever.
+Texts are cleaned before any of this (worker/sanitize.py), so that path is a last resort.
+The writer task itself survives any exception: a batch it cannot write is logged and left
+to the lease, which brings those jobs back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
@@ -28,6 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from skiplock import store
 from skiplock.storage import StoredObject
+from skiplock.worker import sanitize
 
 MAX_BATCH = 500
 RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -59,6 +68,29 @@ class Outcome:
 
 TakeProgress = Callable[[uuid.UUID], dict[str, Any] | None]
 LeaseLost = Callable[[uuid.UUID], bool]
+Progress = dict[uuid.UUID, dict[str, Any] | None]
+
+
+class _Refused(Exception):
+    """Postgres (or psycopg) refused the data of a write: the same write would fail again."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(f"{type(cause).__name__}: {str(cause).strip()}")
+
+
+def clean_outcome(outcome: Outcome) -> Outcome:
+    """The outcome with every text it carries made storable (see worker/sanitize.py)."""
+    asset = outcome.asset
+    if asset is not None:
+        asset = dataclasses.replace(
+            asset,
+            filename=sanitize.clean_filename(asset.filename),
+            content_type=sanitize.clean_content_type(asset.content_type),
+        )
+    return dataclasses.replace(
+        outcome, error_message=sanitize.clean_error_message(outcome.error_message), asset=asset
+    )
 
 
 class CompletionWriter:
@@ -74,14 +106,16 @@ class CompletionWriter:
         self._worker_id = worker_id
         self._take_progress = take_progress
         self._lease_lost = lease_lost
-        self._queue: list[tuple[Outcome, asyncio.Future[bool]]] = []
+        self._queue: list[tuple[Outcome, asyncio.Future[Outcome | None]]] = []
         self._arrived = asyncio.Event()
         self.batches = 0
 
-    async def write(self, outcome: Outcome) -> bool:
-        """Write the outcome with the next batch; False if the job was no longer ours."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append((outcome, future))
+    async def write(self, outcome: Outcome) -> Outcome | None:
+        """Write the outcome with the next batch. Returns what was written: the outcome
+        (cleaned), a `failed` one in its place when Postgres refused it, or None when the job
+        was no longer ours (or could not be written at all: its lease brings it back)."""
+        future: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((clean_outcome(outcome), future))
         self._arrived.set()
         return await asyncio.shield(future)
 
@@ -94,34 +128,91 @@ class CompletionWriter:
             self._arrived.clear()
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                await self._write_batch(batch)
+                try:
+                    await self._write_batch(batch)
+                except Exception:  # a bug: never let it take the writer (and the worker) down
+                    log.exception(
+                        "writing %d outcome(s) failed unexpectedly; their jobs come back "
+                        "when their leases run out",
+                        len(batch),
+                    )
+                finally:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_result(None)
 
-    async def _write_batch(self, batch: list[tuple[Outcome, asyncio.Future[bool]]]) -> None:
+    async def _write_batch(
+        self, batch: list[tuple[Outcome, asyncio.Future[Outcome | None]]]
+    ) -> None:
         outcomes = [outcome for outcome, _ in batch]
         progress = {o.job_id: self._take_progress(o.job_id) for o in outcomes}
-        written: set[uuid.UUID] | None = None
-        failures = 0
-        while written is None:
-            try:
-                written = await self._write(outcomes, progress, retried=failures > 0)
-            except psycopg.Error as exc:
-                if failures == 0:
-                    log.warning("writing %d outcome(s) failed (%s); retrying", len(batch), exc)
-                outcomes = [o for o in outcomes if not self._lease_lost(o.job_id)]
-                if not outcomes:
-                    written = set()
-                    break
-                await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
-                failures += 1
+        try:
+            ids = await self._retry(outcomes, progress)
+            written = {o.job_id: o for o in outcomes if o.job_id in ids}
+        except _Refused as refused:
+            log.warning(
+                "writing %d outcome(s) was refused (%s); writing them one by one",
+                len(batch),
+                refused,
+            )
+            written = await self._one_by_one(outcomes, progress)
         self.batches += 1
         for outcome, future in batch:
             if not future.done():
-                future.set_result(outcome.job_id in written)
+                future.set_result(written.get(outcome.job_id))
+
+    async def _one_by_one(
+        self, outcomes: list[Outcome], progress: Progress
+    ) -> dict[uuid.UUID, Outcome]:
+        """Each outcome alone; one that is refused again fails its job, saying why."""
+        written: dict[uuid.UUID, Outcome] = {}
+        for outcome in outcomes:
+            try:
+                if outcome.job_id in await self._retry([outcome], progress):
+                    written[outcome.job_id] = outcome
+                continue
+            except _Refused as refused:
+                instead = Outcome(
+                    outcome.job_id,
+                    outcome.attempt,
+                    "failed",
+                    error_message=sanitize.clean_error_message(
+                        f"the attempt's outcome could not be stored ({refused})"
+                    ),
+                )
+            try:  # without the asset or progress that carried the trouble
+                if outcome.job_id in await self._retry([instead], {}):
+                    written[outcome.job_id] = instead
+            except _Refused as refused:
+                log.error(
+                    "job %s: even a failure could not be stored (%s); its lease brings it back",
+                    outcome.job_id,
+                    refused,
+                )
+        return written
+
+    async def _retry(self, outcomes: list[Outcome], progress: Progress) -> set[uuid.UUID]:
+        """The ids written, retrying through outages until written or every lease is lost;
+        _Refused when Postgres refuses the data itself (retrying would never end)."""
+        failures = 0
+        while True:
+            try:
+                return await self._write(outcomes, progress, retried=failures > 0)
+            except Exception as exc:
+                if not sanitize.is_transient(exc):
+                    raise _Refused(exc) from exc
+                if failures == 0:
+                    log.warning("writing %d outcome(s) failed (%s); retrying", len(outcomes), exc)
+            outcomes = [o for o in outcomes if not self._lease_lost(o.job_id)]
+            if not outcomes:
+                return set()
+            await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
+            failures += 1
 
     async def _write(
         self,
         outcomes: list[Outcome],
-        progress: dict[uuid.UUID, dict[str, Any] | None],
+        progress: Progress,
         *,
         retried: bool,
     ) -> set[uuid.UUID]:
@@ -143,7 +234,7 @@ class CompletionWriter:
         self,
         conn: psycopg.AsyncConnection[Any],
         outcomes: list[Outcome],
-        progress: dict[uuid.UUID, dict[str, Any] | None],
+        progress: Progress,
     ) -> set[uuid.UUID]:
         def column(get: Callable[[Outcome], Any]) -> list[Any]:
             return [get(o) for o in outcomes]

@@ -23,15 +23,15 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from skiplock import db, store
-from skiplock.errors import ConfigError
+from skiplock.errors import ConfigError, SkiplockError
 from skiplock.handlers import Registry, registry
 from skiplock.listener import Listener
 from skiplock.logs import fields
@@ -39,6 +39,7 @@ from skiplock.settings import Settings
 from skiplock.storage import Storage
 from skiplock.storage.registry import StorageRegistry, open_registry
 from skiplock.worker import maintenance, retention
+from skiplock.worker.children import child_limits
 from skiplock.worker.completions import CompletionWriter, Outcome
 from skiplock.worker.leases import HeldJob, Leases
 from skiplock.worker.progress import ProgressWriter
@@ -57,6 +58,11 @@ SHUTDOWN_WRITE_SECONDS = 5.0  # after the grace, at most this long to hand jobs 
 WORKER_SESSION = "SET enable_seqscan = off; SET jit = off"
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class WorkerCrashed(SkiplockError):
+    """A background task of the worker ended on its own; the worker stopped (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,8 @@ class Worker:
         self._next_retry: float | None = None  # monotonic time of the earliest retry we set
         self.started = asyncio.Event()  # set once registered and claiming
         self.jobs_finished = 0
+        self.crashed: str | None = None  # the background task that ended on its own
+        self._shutting_down = False
 
     # --------------------------------------------------------------------------------------
     # Lifecycle
@@ -167,6 +175,8 @@ class Worker:
             self._storages.default,
             max_output_bytes=self.settings.generated_asset_max_bytes,
             report_progress=self._progress.report,
+            child_limits=child_limits(self.settings),
+            child_env=self.settings.child_env,
             begin_upload=self._uploads.begin,
             key_prefix=s3.prefix if s3 and self._storages.default.provider == "s3" else "",
         )
@@ -175,19 +185,21 @@ class Worker:
         )
         await self._register()
         background = [
-            asyncio.create_task(coro)
-            for coro in (
-                listener.run(),
-                self._completions.run(),
-                self._progress.run(),
-                self._leases.renew(),
-                self._leases.watch(),
-                maintenance.rescue_forever(pool, self.settings.lease_seconds),
-                maintenance.prune_forever(pool, self.settings.event_retention_days),
-                self._uploads.sweep_forever(),
-                *self._retention(pool),
+            asyncio.create_task(coro, name=name)
+            for name, coro in (
+                ("listener", listener.run()),
+                ("completion writer", self._completions.run()),
+                ("progress writer", self._progress.run()),
+                ("lease renewal", self._leases.renew()),
+                ("cancel watch", self._leases.watch()),
+                ("rescue", maintenance.rescue_forever(pool, self.settings.lease_seconds)),
+                ("pruning", maintenance.prune_forever(pool, self.settings.event_retention_days)),
+                ("upload sweep", self._uploads.sweep_forever()),
+                *(("retention", loop) for loop in self._retention(pool)),
             )
         ]
+        for task in background:
+            task.add_done_callback(self._on_background_end)
         log.info(
             "worker started %s",
             fields(
@@ -202,11 +214,34 @@ class Worker:
             await self._claim_loop()
             await self._finish_running()
         finally:
+            self._shutting_down = True
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self._unregister()
             log.info("worker stopped %s", fields(worker_id=self.id))
+        if self.crashed is not None:
+            raise WorkerCrashed(
+                f"skiplock: the worker's {self.crashed} task ended unexpectedly (see the log "
+                "above); the worker stopped, and its unfinished jobs come back when their "
+                "leases run out"
+            )
+
+    def _on_background_end(self, task: asyncio.Task[None]) -> None:
+        """A background task ended on its own: without it the worker is half alive (claiming
+        jobs whose outcomes nothing writes, say). Stop the whole process, loudly."""
+        if self._shutting_down:
+            return
+        error = None if task.cancelled() else task.exception()
+        log.critical(
+            "worker: the %s task ended unexpectedly (%s); stopping the worker",
+            task.get_name(),
+            "cancelled" if task.cancelled() else repr(error),
+            exc_info=error,
+        )
+        self.crashed = self.crashed or task.get_name()
+        self.stop()
+        self.stop()  # at once: running jobs may have no one to write their outcomes
 
     def _retention(self, pool: AsyncConnectionPool) -> list[Coroutine[Any, Any, None]]:
         """Job retention's loop, when SKIPLOCK_JOB_RETENTION_DAYS is set."""
@@ -284,8 +319,14 @@ class Worker:
                 await self._doorbell.wait(timeout=self._poll_timeout())
 
     async def _claim(self, limit: int) -> int:
-        sent = time.monotonic()
-        async with self._pool.connection() as conn:
+        # The wait for a connection is raced against stop(): during an outage the pool waits
+        # up to 30 s for one, past Docker's 10 s stop timeout. Nothing was sent yet, so
+        # giving up that wait is safe (the pool takes the cancellation back cleanly).
+        conn = await _unless_stopping(self._stopping, self._pool.getconn(), self._pool.putconn)
+        if conn is None:
+            return 0
+        try:
+            sent = time.monotonic()
             rows = await store.claim_jobs(
                 conn,
                 worker_id=self.id,
@@ -293,6 +334,8 @@ class Worker:
                 limit=limit,
                 lease_seconds=self.settings.lease_seconds,
             )
+        finally:
+            await self._pool.putconn(conn)
         for row in rows:
             self._start(HeldJob(row, lease_deadline=self._leases.deadline_from(sent)))
         return len(rows)
@@ -335,7 +378,8 @@ class Worker:
                 log.info("job stopped %s", _JobFields(job, reason=job.stop_reason))
                 committed = False
             else:
-                committed = await self._write(job, outcome) and outcome.asset is not None
+                written = await self._write(job, outcome)
+                committed = written is not None and written.asset is not None
         finally:
             self._progress.take(job.id)
             self._held.pop(job.id, None)
@@ -344,12 +388,14 @@ class Worker:
             # which only takes it once its attempt is over without an asset row.
             await self._uploads.settle(job.id, committed=committed)
 
-    async def _write(self, job: HeldJob, outcome: Outcome) -> bool:
-        """Write the outcome; False when the job was no longer ours (nothing written)."""
+    async def _write(self, job: HeldJob, outcome: Outcome) -> Outcome | None:
+        """Write the outcome; what was written (cleaned, or a failure without its asset in its
+        place when Postgres refused it), or None when the job was no longer ours."""
         written = await self._completions.write(outcome)
-        if not written:
+        if written is None:
             log.warning("job outcome not written: no longer ours %s", _JobFields(job))
-            return False
+            return None
+        outcome = written  # cleaned, or a failure in its place when Postgres refused it
         self.jobs_finished += 1
         status = outcome.status if not outcome.reason else f"queued ({outcome.reason})"
         level = logging.INFO if outcome.status == "done" else logging.WARNING
@@ -366,7 +412,7 @@ class Worker:
         )
         if outcome.run_at is not None and not outcome.refund:
             self._note_retry(outcome.run_at.timestamp() - time.time())
-        return True
+        return outcome
 
     def _note_retry(self, seconds_from_now: float) -> None:
         at = time.monotonic() + max(seconds_from_now, 0.0)
@@ -445,19 +491,34 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+async def _unless_stopping(
+    stopping: asyncio.Event,
+    getting: Coroutine[Any, Any, _T],
+    give_back: Callable[[_T], Awaitable[None]],
+) -> _T | None:
+    """getting's result, or None once stopping is set first (getting is then cancelled, and
+    a result that arrived at the same moment is handed to give_back)."""
+    task = asyncio.ensure_future(getting)
+    await _first_of(stopping, tasks={task})
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await give_back(await task)
+    return None
+
+
 async def _first_of(
     *events: asyncio.Event,
     timeout: float | None = None,
-    tasks: set[asyncio.Task[None]] | None = None,
+    tasks: Iterable[asyncio.Future[Any]] = (),
 ) -> None:
     """Return when any event is set, any of `tasks` ends, or after timeout."""
     if any(event.is_set() for event in events):
         return
     waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(e.wait()) for e in events}
     try:
-        await asyncio.wait(
-            waiters | set(tasks or ()), timeout=timeout, return_when="FIRST_COMPLETED"
-        )
+        await asyncio.wait(waiters | set(tasks), timeout=timeout, return_when="FIRST_COMPLETED")
     finally:
         for waiter in waiters:
             waiter.cancel()

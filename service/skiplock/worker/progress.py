@@ -16,11 +16,11 @@ import time
 import uuid
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from skiplock import store
+from skiplock.worker import sanitize
 
 MIN_INTERVAL = 1.0  # seconds between two writes of one job's progress
 FLUSH_TICK = 0.2
@@ -40,6 +40,7 @@ class ProgressWriter:
         self._last_write: dict[uuid.UUID, float] = {}
 
     def report(self, job_id: uuid.UUID, attempt: int, value: dict[str, Any]) -> None:
+        value = sanitize.clean_progress(value)  # NUL or a lone surrogate would poison a batch
         with self._lock:
             self._pending[job_id] = (attempt, value)
 
@@ -82,9 +83,14 @@ class ProgressWriter:
         try:
             async with self._pool.connection() as conn:
                 await conn.execute(store.query("write_progress"), params, prepare=True)
-        except psycopg.Error as exc:
+        except Exception as exc:
             self._done_writing(due)
-            # Progress is advisory: put the values back unless newer ones came meanwhile.
+            if not sanitize.is_transient(exc):
+                # Refused for its data: written again it would fail again, every tick. Progress
+                # is advisory; the next value reported replaces these.
+                log.warning("progress write refused (%s); dropping %d value(s)", exc, len(due))
+                return
+            # Put the values back unless newer ones came meanwhile.
             log.warning("progress write failed (%s); will retry", type(exc).__name__)
             with self._lock:
                 for job_id, pending in due.items():

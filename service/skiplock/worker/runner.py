@@ -2,8 +2,9 @@
 
 The handler runs as its own task (a `def` handler in its own thread), raced against the
 job's timeout and its stop signal (canceled, lease lost, shutdown). Whatever ends the
-race, the job's child processes are killed as a group and its workdir removed before the
-outcome is handed to the completion writer.
+attempt, done included, the process groups of its children are killed, the context refuses
+new children and workdirs, and the workdir is removed, before the outcome is handed to the
+completion writer.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from skiplock.handlers import InvalidInput, JobType, Output, PermanentError, Registry
 from skiplock.storage import AssetTooLarge, Storage, bytes_chunks, file_chunks, object_key_for
 from skiplock.worker import retry_policy
+from skiplock.worker.children import ChildLimits
 from skiplock.worker.completions import Outcome, StoredAsset
 from skiplock.worker.context import JobContext
 from skiplock.worker.leases import HeldJob
@@ -49,6 +51,8 @@ class Runner:
         *,
         max_output_bytes: int,
         report_progress: ReportProgress,
+        child_limits: ChildLimits | None = None,
+        child_env: tuple[str, ...] = (),
         begin_upload: BeginUpload | None = None,
         key_prefix: str = "",
     ) -> None:
@@ -56,6 +60,8 @@ class Runner:
         self._storage = storage
         self._max_output_bytes = max_output_bytes
         self._report_progress = report_progress
+        self._child_limits = child_limits or ChildLimits(file_bytes=max_output_bytes)
+        self._child_env = child_env
         self._begin_upload = begin_upload
         self._key_prefix = key_prefix  # SKIPLOCK_S3_PREFIX: part of the stored object key
 
@@ -84,7 +90,7 @@ class Runner:
             return _retry_or_fail(job, "error", _describe(exc))
         finally:
             ctx.cancelled.set()
-            ctx.kill_children()
+            ctx.end()  # every child's group killed, done included; no new ones from now on
             if ctx._workdir is not None:
                 await asyncio.to_thread(ctx.remove_workdir)
 
@@ -99,6 +105,8 @@ class Runner:
             cancelled=asyncio.Event(),
             _report_progress=lambda value: self._report_progress(row["id"], job.attempt, value),
             _loop=asyncio.get_running_loop(),
+            _limits=self._child_limits,
+            _child_env=self._child_env,
         )
 
     async def _call(self, job: HeldJob, job_type: JobType, ctx: JobContext) -> Any:
