@@ -25,7 +25,7 @@ def skiplock_tables(url: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-ALL = ("0001.schema", "0002.worker", "0003.batch-enqueue")
+ALL = ("0001.schema", "0002.worker", "0003.batch-enqueue", "0007.webhooks-schedules")
 
 
 def test_migrate_twice_is_a_no_op_and_rollback_then_migrate_works(

@@ -41,6 +41,10 @@ class Settings:
         this gets `event: reset`.
     cors_origins: browser origins allowed to call the API (SKIPLOCK_CORS_ORIGINS).
     log_level: debug, info, warning or error (SKIPLOCK_LOG_LEVEL, default info).
+    webhook_allow_private: let webhooks reach loopback, private, link-local and multicast
+        addresses (SKIPLOCK_WEBHOOK_ALLOW_PRIVATE, default false). Off, a tenant cannot make
+        the workers call into the network they run in; on, for receivers on the same host
+        or network (development, tests, an internal deployment whose tenants are trusted).
     """
 
     database_url: str | None = None
@@ -51,6 +55,7 @@ class Settings:
     event_retention_days: int = DEFAULT_EVENT_RETENTION_DAYS
     cors_origins: tuple[str, ...] = field(default=())
     log_level: str = "info"
+    webhook_allow_private: bool = False
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields replaced (flags override the environment)."""
@@ -97,6 +102,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         cors_origins=_comma_list(env.get("SKIPLOCK_CORS_ORIGINS")),
         log_level=_log_level(env.get("SKIPLOCK_LOG_LEVEL")),
+        webhook_allow_private=_boolean(env, "SKIPLOCK_WEBHOOK_ALLOW_PRIVATE", default=False),
     )
 
 
@@ -109,6 +115,20 @@ def _log_level(raw: str | None) -> str:
             f"skiplock: SKIPLOCK_LOG_LEVEL={raw!r} is not one of {', '.join(levels)} (default info)"
         )
     return raw.strip().lower()
+
+
+def _boolean(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(
+        f"skiplock: {name}={raw!r} is not true or false (default {str(default).lower()})"
+    )
 
 
 def _database_url(raw: str | None) -> str | None:

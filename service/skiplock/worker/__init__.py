@@ -8,6 +8,9 @@ progress.py      progress writes, throttled per job and batched across jobs
 leases.py        lease renewal and the cancel watch
 maintenance.py   housekeeping: rescuing expired leases, pruning events and workers
 retry_policy.py  when a failed attempt runs again
+webhooks.py      webhook deliveries: claimed in batches, sent concurrently, retried
+webhook_http.py  one delivery's POST: checked addresses, keep-alive, the answer's status
+schedules.py     schedule ticks: one job per tick, however many workers run
 """
 
 from skiplock.worker.process import (

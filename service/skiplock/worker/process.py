@@ -6,9 +6,10 @@ the queue has run dry waits for a doorbell (LISTEN content_jobs_queued), for the
 retry it scheduled itself, or for the poll interval (1 s), whichever comes first.
 
 Around it run: the listener (doorbells), the completion writer (outcomes in batches), the
-progress writer, lease renewal and the cancel watch (leases.py), and housekeeping
-(maintenance.py). Handlers never touch the database; everything they produce goes through
-those batched writers, so a busy worker costs about one claim and one completion
+progress writer, lease renewal and the cancel watch (leases.py), housekeeping
+(maintenance.py), webhook deliveries (webhooks.py) and schedule ticks (schedules.py).
+Handlers never touch the database; everything they produce goes through those batched
+writers, so a busy worker costs about one claim and one completion
 statement per batch of jobs, not per job.
 """
 
@@ -42,6 +43,9 @@ from skiplock.worker.completions import CompletionWriter, Outcome
 from skiplock.worker.leases import HeldJob, Leases
 from skiplock.worker.progress import ProgressWriter
 from skiplock.worker.runner import Runner, elapsed_ms
+from skiplock.worker.schedules import ScheduleTicker
+from skiplock.worker.webhooks import DELIVERIES_CHANNEL, DeliverySender
+from skiplock.worker.webhooks import prune_forever as prune_deliveries_forever
 
 QUEUED_CHANNEL = "content_jobs_queued"
 POLL_INTERVAL = 1.0  # SPEC §2: workers poll at least every second
@@ -133,7 +137,7 @@ class Worker:
         # one line, rather than after the pool's retries.
         await (await db.connect_async(url)).close()
         pool = await db.open_pool(
-            url, min_size=2, max_size=6, name="worker", session_settings=WORKER_SESSION
+            url, min_size=2, max_size=8, name="worker", session_settings=WORKER_SESSION
         )
         try:
             await self._run_with(pool, url)
@@ -153,7 +157,12 @@ class Worker:
             max_output_bytes=self.settings.generated_asset_max_bytes,
             report_progress=self._progress.report,
         )
-        listener = Listener(url, [QUEUED_CHANNEL], self._on_notify, self._on_listen, name="worker")
+        # Webhook deliveries and schedule ticks: tasks of their own, never handler slots.
+        self._deliveries = DeliverySender(
+            pool, self.id, allow_private=self.settings.webhook_allow_private
+        )
+        channels = [QUEUED_CHANNEL, DELIVERIES_CHANNEL]
+        listener = Listener(url, channels, self._on_notify, self._on_listen, name="worker")
         await self._register()
         background = [
             asyncio.create_task(coro)
@@ -165,6 +174,9 @@ class Worker:
                 self._leases.watch(),
                 maintenance.rescue_forever(pool, self.settings.lease_seconds),
                 maintenance.prune_forever(pool, self.settings.event_retention_days),
+                self._deliveries.run_forever(),
+                prune_deliveries_forever(pool, self.settings.event_retention_days),
+                ScheduleTicker(pool).run_forever(),
             )
         ]
         log.info(
@@ -224,11 +236,14 @@ class Worker:
     # --------------------------------------------------------------------------------------
 
     def _on_notify(self, channel: str, payload: str) -> None:
-        if payload in self.job_types:
+        if channel == DELIVERIES_CHANNEL:
+            self._deliveries.wake()
+        elif payload in self.job_types:
             self._doorbell.set()
 
     async def _on_listen(self) -> None:
         self._doorbell.set()  # (re)connected: jobs may have rung while no one listened
+        self._deliveries.wake()
 
     async def _claim_loop(self) -> None:
         failures = 0

@@ -1,0 +1,11 @@
+-- release_webhook_deliveries: attempts a worker stopped on shutdown, handed back: due now,
+-- the attempt refunded, for any worker to send (the receiver may have seen it: at least once).
+UPDATE skiplock.webhook_deliveries
+SET attempts = attempts - 1,
+    locked_by = NULL,
+    next_attempt_at = now(),
+    updated_at = now()
+WHERE id = ANY (%(ids)s::uuid[])
+  AND locked_by = %(worker_id)s
+  AND status = 'pending'
+RETURNING id
