@@ -8,7 +8,7 @@ CREATE TABLE skiplock.webhooks (
     id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     company_id uuid NOT NULL REFERENCES skiplock.companies (id) ON DELETE CASCADE,
     url        text NOT NULL
-        CONSTRAINT url_is_http CHECK (url ~ '^https?://[^[:space:][:cntrl:]]+$' AND length(url) <= 2048),
+        CONSTRAINT url_is_http CHECK (url ~* '^https?://[^[:space:][:cntrl:]]+$' AND length(url) <= 2048),
     events     text[] NOT NULL
         CONSTRAINT events_are_known CHECK (
             cardinality(events) BETWEEN 1 AND 6
