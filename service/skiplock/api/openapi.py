@@ -517,6 +517,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         _file("JavaScript", "text/javascript"),
         security=OPEN,
     ),
+    ("GET", "/ui/automation.js"): Operation(
+        "dashboardAutomationScript",
+        "The dashboard's webhooks and schedules",
+        "dashboard",
+        _file("JavaScript", "text/javascript"),
+        security=OPEN,
+    ),
     ("GET", "/ui/app.css"): Operation(
         "dashboardStyle",
         "The dashboard's stylesheet",
