@@ -44,6 +44,7 @@ CREATE TABLE skiplock.webhook_deliveries (
     attempts         integer NOT NULL DEFAULT 0 CONSTRAINT attempts_not_negative CHECK (attempts >= 0),
     next_attempt_at  timestamptz DEFAULT now(),
     locked_by        text,
+    lease_expires_at timestamptz,
     last_status_code integer,
     last_error       text,
     delivered_at     timestamptz,
@@ -51,14 +52,12 @@ CREATE TABLE skiplock.webhook_deliveries (
     updated_at       timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT pending_has_next_attempt CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL)),
     CONSTRAINT delivered_has_time CHECK (status <> 'delivered' OR delivered_at IS NOT NULL)
-);
--- The claim: pending deliveries in next_attempt_at order (an attempt in flight has its
--- lease there, so a sender that died is retried once it passes).
+) WITH (fillfactor = 70);
+-- fillfactor 70: room on each page for the claim's update, which changes no indexed column
+-- (attempts, locked_by, lease_expires_at), to be a HOT update that writes no index entry.
+-- The claim: pending deliveries in next_attempt_at order.
 CREATE INDEX webhook_deliveries_due_idx ON skiplock.webhook_deliveries (next_attempt_at)
     WHERE status = 'pending';
--- Attempts in flight per webhook, so one slow receiver cannot take every sender's slots.
-CREATE INDEX webhook_deliveries_sending_idx ON skiplock.webhook_deliveries (webhook_id)
-    WHERE status = 'pending' AND locked_by IS NOT NULL;
 -- The deliveries route (newest first per webhook), and deleting a webhook.
 CREATE INDEX webhook_deliveries_webhook_idx ON skiplock.webhook_deliveries (webhook_id, created_at, id);
 -- Deleting a job (retention) deletes its deliveries.
@@ -74,8 +73,10 @@ COMMENT ON COLUMN skiplock.webhook_deliveries.payload IS
 COMMENT ON COLUMN skiplock.webhook_deliveries.status IS 'pending (due or in flight), delivered (a 2xx answer) or failed (attempts used up).';
 COMMENT ON COLUMN skiplock.webhook_deliveries.attempts IS 'Attempts started so far, counted when a worker claims one.';
 COMMENT ON COLUMN skiplock.webhook_deliveries.next_attempt_at IS
-  'While pending: when the next attempt is due. While an attempt is in flight, its lease: a sender killed mid-attempt is retried by any worker once it passes. Null once delivered or failed.';
-COMMENT ON COLUMN skiplock.webhook_deliveries.locked_by IS 'The worker whose attempt is in flight (null between attempts); its result is written only if it still holds the delivery.';
+  'While pending: when the next attempt is due (about 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h after failed attempts). Null once delivered or failed.';
+COMMENT ON COLUMN skiplock.webhook_deliveries.locked_by IS 'The worker whose attempt is in flight (null between attempts); its outcome is written only if it still holds the delivery.';
+COMMENT ON COLUMN skiplock.webhook_deliveries.lease_expires_at IS
+  'While an attempt is in flight: until when its worker holds it. A worker killed mid-attempt leaves it to any worker once this passes (at least once).';
 COMMENT ON COLUMN skiplock.webhook_deliveries.last_status_code IS 'The HTTP status of the last answer (null when there was none: a timeout, a refused connection).';
 COMMENT ON COLUMN skiplock.webhook_deliveries.last_error IS 'Why the last attempt failed, e.g. "HTTP 500: ...", "timed out after 10 s", "refused: ... is a loopback address".';
 

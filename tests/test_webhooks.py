@@ -20,6 +20,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from api_harness import Api, Tenant, running_api
+from skiplock.worker.webhooks import PER_WEBHOOK
 from sse_client import Frame, Stream, open_stream
 from webhook_receiver import HANG, Received, running_receiver
 from worker_harness import WorkerProcess, await_for, start_worker_process
@@ -309,7 +310,7 @@ async def test_a_delivery_whose_worker_was_killed_mid_attempt_is_sent_again(
         in_flight = await deliveries(api, hook["id"])
         assert in_flight[0]["status"] == "pending" and in_flight[0]["attempts"] == 1
         async with worker_process(api, tmp_path):
-            # Its lease (30 s) passes, then any worker sends it again.
+            # Its lease (LEASE_SECONDS, 30) passes, then any worker sends it again.
             await await_for(lambda: len(receiver.requests) >= 2, 60)
             delivered = await _await_delivery(api, hook["id"], attempts=2, status="delivered")
     one, two = receiver.requests
@@ -335,7 +336,7 @@ async def test_a_worker_stopping_hands_its_attempts_back_due_at_once(
         finally:
             await pool.close()
     rows = api.sql(
-        "SELECT attempts, locked_by, next_attempt_at <= now(), status "
+        "SELECT attempts, locked_by, next_attempt_at <= now() AND lease_expires_at IS NULL, status "
         "FROM skiplock.webhook_deliveries WHERE webhook_id = %s",
         (uuid.UUID(hook["id"]),),
     )
@@ -362,12 +363,12 @@ async def test_1000_jobs_drain_while_the_receiver_hangs_then_every_delivery_arri
         async with worker_process(api, tmp_path, "--concurrency", "8"):
             undone = "SELECT count(*) FROM skiplock.content_jobs WHERE status <> 'done'"
             await await_for(lambda: api.sql(undone) == [(0,)], 120)
-            # Every job is done while the receiver has answered nothing: the 8 slots of a
-            # worker were never taken by deliveries, nor did completions wait for them.
+            # Every job is done while the receiver has answered nothing: the 8 handler slots
+            # were never taken by deliveries, nor did completions wait for them.
             assert api.sql(
                 "SELECT count(*) FROM skiplock.webhook_deliveries WHERE status = 'delivered'"
             ) == [(0,)]
-            assert 1 <= receiver.most_open <= 8  # at most PER_WEBHOOK attempts at once
+            assert 1 <= receiver.most_open <= PER_WEBHOOK  # attempts at once
             receiver.answer = lambda n: 200
             receiver.release()
             delivered = (
@@ -383,7 +384,7 @@ async def test_a_hanging_receiver_holds_a_few_slots_and_other_webhooks_flow(
     api: Api, database_url: str
 ) -> None:
     from skiplock import db
-    from skiplock.worker.webhooks import PER_WEBHOOK, DeliverySender
+    from skiplock.worker.webhooks import DeliverySender
 
     async with running_receiver(lambda n: HANG) as slow, running_receiver() as quick:
         await create_webhook(api, slow.url)
@@ -402,7 +403,9 @@ async def test_a_hanging_receiver_holds_a_few_slots_and_other_webhooks_flow(
         sender = DeliverySender(pool, "test-worker", allow_private=True)
         try:
             assert await sender.run_once() == PER_WEBHOOK + 5
-            await await_for(lambda: len(quick.requests) == 5 and len(slow.requests) == 8, 10)
+            await await_for(
+                lambda: len(quick.requests) == 5 and len(slow.requests) == PER_WEBHOOK, 10
+            )
             assert await sender.run_once() == 0  # the slow webhook is at its limit
         finally:
             await sender.close()

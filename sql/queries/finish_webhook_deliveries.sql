@@ -6,6 +6,7 @@ UPDATE skiplock.webhook_deliveries AS d
 SET status = r.status,
     next_attempt_at = CASE WHEN r.status = 'pending' THEN r.next_attempt_at END,
     locked_by = NULL,
+    lease_expires_at = NULL,
     last_status_code = r.status_code,
     last_error = r.error,
     delivered_at = CASE WHEN r.status = 'delivered' THEN r.finished_at END,

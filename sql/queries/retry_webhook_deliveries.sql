@@ -5,6 +5,7 @@ SET status = 'pending',
     attempts = 0,
     next_attempt_at = now(),
     locked_by = NULL,
+    lease_expires_at = NULL,
     updated_at = now()
 WHERE webhook_id = %(webhook_id)s
   AND status = 'failed'

@@ -76,10 +76,14 @@ class _Reading:
 
     headers_done: bool = False
     complete: bool = False
+    keep_alive: bool = False
     body: bytearray = field(default_factory=bytearray)
+    parser: httptools.HttpResponseParser | None = None
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        # Asked now: llhttp forgets it once the message is complete.
+        self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
 
     def on_body(self, chunk: bytes) -> None:
         if len(self.body) <= MAX_ANSWER_BODY_BYTES:
@@ -217,7 +221,7 @@ class HttpSender:
     async def _exchange(self, connection: _Connection, target: Target, request: bytes) -> Answer:
         reused = connection.idle_since > 0
         reading = _Reading()
-        parser = httptools.HttpResponseParser(reading)
+        parser = reading.parser = httptools.HttpResponseParser(reading)
         try:
             connection.writer.write(request)
             await connection.writer.drain()
@@ -228,7 +232,7 @@ class HttpSender:
             raise DeliveryFailed(f"the connection failed ({exc})") from None
         status = parser.get_status_code()
         complete = await self._read_body(connection, parser, reading)
-        if complete and parser.should_keep_alive():
+        if complete and reading.keep_alive:
             self._give_back(target, connection)
         else:
             connection.close()
