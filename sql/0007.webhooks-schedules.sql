@@ -32,7 +32,11 @@ COMMENT ON COLUMN skiplock.webhooks.secret IS
 -- ---------------------------------------------------------------------------------------
 CREATE TABLE skiplock.webhook_deliveries (
     id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    webhook_id       uuid NOT NULL REFERENCES skiplock.webhooks (id) ON DELETE CASCADE,
+    -- No foreign key to webhooks: every transaction that writes a delivery would take a KEY
+    -- SHARE lock on its webhook's row, and concurrent ones on one hot row pile up MultiXacts.
+    -- delete_webhook.sql deletes a webhook's deliveries with it; rows left by one deleted
+    -- by hand (or racing a delete) are never claimed and are pruned within a minute.
+    webhook_id       uuid NOT NULL,
     company_id       uuid NOT NULL,
     event_id         bigint NOT NULL,
     job_id           uuid NOT NULL REFERENCES skiplock.content_jobs (id) ON DELETE CASCADE,

@@ -165,6 +165,10 @@ async def test_a_webhook_gets_only_the_event_types_it_asked_for(api: Api, tmp_pa
             await api.submit("doomed")
             # failed: 1; default: done + failed; everything: 2 queued + 2 running + 1 done.
             await await_for(lambda: len(receiver.requests) >= 8, 30)
+            delivered = (
+                "SELECT count(*) FROM skiplock.webhook_deliveries WHERE status = 'delivered'"
+            )
+            await await_for(lambda: api.sql(delivered) == [(8,)], 10)
         ids = {r.headers["webhook-id"] for r in receiver.requests}
 
     async def types(hook: dict[str, Any]) -> list[str]:
@@ -667,13 +671,17 @@ async def test_old_finished_deliveries_are_pruned_and_pending_ones_kept(
         (ids[1],),
     )
     conn.execute(f"UPDATE webhook_deliveries SET {old} WHERE id = %s", (ids[2],))  # pending
+    # A webhook deleted by hand in psql leaves its deliveries: they go too.
+    other = _webhook_row(conn, company_id, ["content_job.queued"])
+    conn.execute("SELECT enqueue_content_job(%s, 'noop')", (company_id,))
+    conn.execute("DELETE FROM webhooks WHERE id = %s", (other,))
     pool = await db.open_pool(database_url)
     try:
-        assert await prune_once(pool, retention_days=7) == 2
+        assert await prune_once(pool, retention_days=7) == 2 + 1
     finally:
         await pool.close()
     left = conn.execute("SELECT status, count(*) FROM webhook_deliveries GROUP BY 1").fetchall()
-    assert left == [("pending", 2)]
+    assert left == [("pending", 3)]
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """A minimal webhook receiver for bench/webhooks/run.py: HTTP/1.1 keep-alive on asyncio,
-answers 200 at once, appends `<eventId> <arrival time.time()>` per delivery to a file.
+answers 200 at once, appends `<path> <eventId> <arrival time.time()>` per delivery to a file
+(the bench gives each run's webhook a path of its own).
 
     python bench/webhooks/receiver.py PORT LOG
 
@@ -20,6 +21,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             arrived = time.time()
+            path = head.split(b" ", 2)[1].decode()
             length = 0
             for line in head.split(b"\r\n"):
                 name, _, value = line.partition(b":")
@@ -27,7 +29,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log
                     length = int(value)
             body = await reader.readexactly(length)
             event_id = json.loads(body)["eventId"]
-            os.write(log, f"{event_id} {arrived:.6f}\n".encode())
+            os.write(log, f"{path} {event_id} {arrived:.6f}\n".encode())
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
     except (asyncio.IncompleteReadError, ConnectionError):
         pass

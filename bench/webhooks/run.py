@@ -56,7 +56,8 @@ ALLOW = {"SKIPLOCK_WEBHOOK_ALLOW_PRIVATE": "true"}
 
 
 class Receiver:
-    """bench/webhooks/receiver.py in its own process, writing `<eventId> <arrival>` lines."""
+    """bench/webhooks/receiver.py in its own process, writing `<path> <eventId> <arrival>`
+    lines; each run's webhook has a path of its own (event ids repeat across databases)."""
 
     def __init__(self, tmp: Path) -> None:
         self.port = free_port()
@@ -68,25 +69,56 @@ class Receiver:
         while not self.log.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+    def url(self, run: str) -> str:
+        return f"http://127.0.0.1:{self.port}/hook/{run}"
 
-    def arrivals(self) -> dict[int, float]:
-        lines = self.log.read_text().splitlines()
-        return {int(e): float(t) for e, t in (line.split() for line in lines if line.strip())}
+    def arrivals(self, run: str) -> dict[int, float]:
+        """eventId -> arrival of the deliveries to this run's webhook."""
+        found = {}
+        for line in self.log.read_text().splitlines():
+            path, event_id, arrived = line.split()
+            if path == f"/hook/{run}":
+                found[int(event_id)] = float(arrived)
+        return found
+
+    def wait_for(self, run: str, count: int) -> None:
+        """Until `count` deliveries of this run arrived (120 s at most)."""
+        deadline = time.monotonic() + 120
+        while len(self.arrivals(run)) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """utime + stime of a process (and of its children it has reaped, with children)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu(conn: psycopg.Connection) -> float:
+    """CPU seconds of the whole cluster so far: the postmaster with the children it reaped,
+    and its live children (backends, background processes)."""
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    total = cpu_seconds(postmaster, children=True)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    total += cpu_seconds(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    return total
 
 
 def add_webhook(conn: psycopg.Connection, company_id: uuid.UUID, url: str) -> None:
+    """A webhook for the company's done events, in SQL (the bench has no API running)."""
     from skiplock.webhooks import new_secret
 
     conn.execute(
@@ -104,8 +136,9 @@ def drain(server_url: str, jobs: int, concurrency: int, receiver: Receiver | Non
             workers.wait_registered()
             with psycopg.connect(url, autocommit=True) as conn:
                 company_id = worker_bench.company(conn)
+                run = uuid.uuid4().hex
                 if receiver is not None:
-                    add_webhook(conn, company_id, receiver.url)
+                    add_webhook(conn, company_id, receiver.url(run))
                 conn.execute(
                     "INSERT INTO skiplock.content_jobs (company_id, job_type, run_at) "
                     "SELECT %s, 'bench_noop', 'infinity' FROM generate_series(1, %s)",
@@ -114,23 +147,37 @@ def drain(server_url: str, jobs: int, concurrency: int, receiver: Receiver | Non
                 conn.execute("ANALYZE skiplock.content_jobs")
                 conn.execute("CHECKPOINT")
                 cpu_before = cpu_seconds(workers.procs[0].pid)
+                pg_before = postgres_cpu(conn)
                 conn.execute("UPDATE skiplock.content_jobs SET run_at = now(), updated_at = now()")
                 while conn.execute(
                     "SELECT count(*) FROM skiplock.content_jobs WHERE status <> 'done'"
                 ).fetchone()[0]:
                     time.sleep(0.01)
                 cpu = cpu_seconds(workers.procs[0].pid) - cpu_before
+                pg_drain = postgres_cpu(conn) - pg_before
+                if receiver is not None:  # and the deliveries that follow the drain
+                    receiver.wait_for(run, jobs)
+                    time.sleep(0.1)  # their outcomes written
+                total_cpu = cpu_seconds(workers.procs[0].pid) - cpu_before
+                pg_cpu = postgres_cpu(conn) - pg_before
                 first, last = conn.execute(
                     "SELECT min(started_at), max(finished_at) FROM skiplock.content_jobs"
                 ).fetchone()
-                latencies = _latencies(conn, receiver, jobs) if receiver else []
+                latencies = _latencies(conn, receiver, run, jobs) if receiver else []
         finally:
             workers.stop()
     seconds = (last - first).total_seconds()
-    return {"jobs_per_s": jobs / seconds, "cpu_s": cpu, "latencies_ms": latencies}
+    return {
+        "jobs_per_s": jobs / seconds,
+        "cpu_s": cpu,
+        "total_cpu_s": total_cpu,
+        "pg_cpu_s": pg_cpu,
+        "pg_drain_s": pg_drain,
+        "latencies_ms": latencies,
+    }
 
 
-def _latencies(conn: psycopg.Connection, receiver: Receiver, count: int) -> list[float]:
+def _latencies(conn: psycopg.Connection, receiver: Receiver, run: str, count: int) -> list[float]:
     """Arrival - the done event's created_at, once every delivery arrived, in ms."""
     deadline = time.monotonic() + 120
     events = dict(
@@ -140,7 +187,7 @@ def _latencies(conn: psycopg.Connection, receiver: Receiver, count: int) -> list
         ).fetchall()
     )
     while time.monotonic() < deadline:
-        arrived = {e: t for e, t in receiver.arrivals().items() if e in events}
+        arrived = {e: t for e, t in receiver.arrivals(run).items() if e in events}
         if len(arrived) >= count:
             break
         time.sleep(0.05)
@@ -155,12 +202,13 @@ def steady(server_url: str, receiver: Receiver, count: int = 200) -> list[float]
             workers.wait_registered()
             with psycopg.connect(url, autocommit=True) as conn:
                 company_id = worker_bench.company(conn)
-                add_webhook(conn, company_id, receiver.url)
+                run = uuid.uuid4().hex
+                add_webhook(conn, company_id, receiver.url(run))
                 statement = "SELECT skiplock.enqueue_content_job(%s, 'bench_noop')"
                 for _ in range(count):
                     conn.execute(statement, (company_id,), prepare=True)
                     time.sleep(0.02)
-                return _latencies(conn, receiver, count)
+                return _latencies(conn, receiver, run, count)
         finally:
             workers.stop()
 
@@ -192,16 +240,21 @@ def main() -> None:
                     runs[variant].append(result)
                     print(
                         f"  run {n + 1} {variant:7} webhook: {result['jobs_per_s']:,.0f} jobs/s, "
-                        f"worker CPU {result['cpu_s']:.2f} s",
+                        f"worker CPU {result['cpu_s']:.2f} s during the drain, "
+                        f"{result['total_cpu_s']:.2f} s with its deliveries; "
+                        f"Postgres CPU {result['pg_drain_s']:.2f} s during the drain, "
+                        f"{result['pg_cpu_s']:.2f} s in all",
                         flush=True,
                     )
             for variant, results in runs.items():
                 rates = [r["jobs_per_s"] for r in results]
-                cpu = [r["cpu_s"] for r in results]
                 print(
                     f"drain {variant} webhook: {statistics.median(rates):,.0f} jobs/s "
-                    f"[{min(rates):,.0f}-{max(rates):,.0f}], worker CPU "
-                    f"{statistics.median(cpu):.2f} s [{min(cpu):.2f}-{max(cpu):.2f}]"
+                    f"[{min(rates):,.0f}-{max(rates):,.0f}]; CPU seconds (median): worker "
+                    f"{statistics.median(r['cpu_s'] for r in results):.2f} during the drain, "
+                    f"{statistics.median(r['total_cpu_s'] for r in results):.2f} in all; "
+                    f"Postgres {statistics.median(r['pg_drain_s'] for r in results):.2f} during "
+                    f"the drain, {statistics.median(r['pg_cpu_s'] for r in results):.2f} in all"
                 )
             ratio = statistics.median(r["jobs_per_s"] for r in runs["with"]) / statistics.median(
                 r["jobs_per_s"] for r in runs["without"]

@@ -5,7 +5,8 @@
 -- The batch is spread over webhooks, one per webhook first, then a second, ...; and no
 -- webhook gets more than %(per_webhook)s attempts in flight in this worker, counting
 -- %(busy_counts)s already in flight for %(busy_webhooks)s: a receiver that hangs holds a
--- few slots, and other webhooks' deliveries keep flowing.
+-- few slots, and other webhooks' deliveries keep flowing. A worker with a backlog of jobs
+-- passes %(defer_seconds)s > 0: only deliveries due that long ago, so its jobs go first.
 WITH busy AS (
     SELECT b.webhook_id, b.n
     FROM unnest(%(busy_webhooks)s::uuid[], %(busy_counts)s::integer[]) AS b (webhook_id, n)
@@ -15,7 +16,7 @@ candidates AS (
     SELECT d.id, d.webhook_id, d.next_attempt_at
     FROM skiplock.webhook_deliveries AS d
     WHERE d.status = 'pending'
-      AND d.next_attempt_at <= now()
+      AND d.next_attempt_at <= now() - make_interval(secs => %(defer_seconds)s)
       AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= now())
       AND NOT EXISTS (
           SELECT 1 FROM busy WHERE busy.webhook_id = d.webhook_id AND busy.n >= %(per_webhook)s

@@ -51,6 +51,7 @@ QUEUED_CHANNEL = "content_jobs_queued"
 POLL_INTERVAL = 1.0  # SPEC §2: workers poll at least every second
 CLAIM_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
 SHUTDOWN_WRITE_SECONDS = 5.0  # after the grace, at most this long to hand jobs back
+BACKLOG_SECONDS = 0.5  # how long a claim that filled every slot counts as a backlog
 # Every worker statement is a small, index-driven batch. Statistics taken while a backlog was
 # still in the future (scheduled jobs) make the planner believe no job is due and pick a
 # sequential scan and sort of content_jobs for every claim (measured: 8 ms instead of 0.3 ms
@@ -114,6 +115,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._next_retry: float | None = None  # monotonic time of the earliest retry we set
+        self._backlog_seen = 0.0  # monotonic time of the last claim that filled every slot
         self.started = asyncio.Event()  # set once registered and claiming
         self.jobs_finished = 0
 
@@ -159,7 +161,7 @@ class Worker:
         )
         # Webhook deliveries and schedule ticks: tasks of their own, never handler slots.
         self._deliveries = DeliverySender(
-            pool, self.id, allow_private=self.settings.webhook_allow_private
+            pool, self.id, allow_private=self.settings.webhook_allow_private, busy=self.backlogged
         )
         channels = [QUEUED_CHANNEL, DELIVERIES_CHANNEL]
         listener = Listener(url, channels, self._on_notify, self._on_listen, name="worker")
@@ -235,6 +237,10 @@ class Worker:
     # Claiming
     # --------------------------------------------------------------------------------------
 
+    def backlogged(self) -> bool:
+        """Jobs were waiting for a free slot a moment ago (the last claims filled them all)."""
+        return time.monotonic() - self._backlog_seen < BACKLOG_SECONDS
+
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == DELIVERIES_CHANNEL:
             self._deliveries.wake()
@@ -267,6 +273,8 @@ class Worker:
             if failures:
                 log.info("claiming works again")
             failures = 0
+            if claimed == free:  # a backlog: webhook deliveries yield for a moment (webhooks.py)
+                self._backlog_seen = time.monotonic()
             if claimed < free:
                 await self._doorbell.wait(timeout=self._poll_timeout())
 

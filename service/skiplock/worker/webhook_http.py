@@ -34,7 +34,7 @@ MAX_ANSWER_HEAD_BYTES = 64 * 1024
 MAX_ANSWER_BODY_BYTES = 64 * 1024  # kept for the error message; a longer body closes
 BODY_SECONDS = 1.0  # the status is known by then: the body only decides keep-alive
 IDLE_SECONDS = 4.0  # under uvicorn's (5 s) and most servers' keep-alive timeouts
-MAX_IDLE_PER_ORIGIN = 8
+MAX_IDLE_PER_ORIGIN = 16  # as many as one webhook may have in flight (PER_WEBHOOK)
 RESOLVER_THREADS = 4
 USER_AGENT = f"skiplock-webhooks/{skiplock.__version__}"
 
