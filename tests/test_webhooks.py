@@ -359,28 +359,37 @@ async def test_1000_jobs_drain_while_the_receiver_hangs_then_every_delivery_arri
 ) -> None:
     async with running_receiver(lambda n: HANG) as receiver:
         hook = await create_webhook(api, receiver.url)
+        # 20 canceled jobs: their deliveries are the first attempts, and they hang.
         api.sql(
-            "INSERT INTO skiplock.content_jobs (company_id, job_type) "
-            "SELECT %s, 'noop' FROM generate_series(1, 1000)",
+            "INSERT INTO skiplock.content_jobs (company_id, job_type, status) "
+            "SELECT %s, 'noop', 'canceled' FROM generate_series(1, 20)",
             (api.acme.company_id,),
         )
         async with worker_process(api, tmp_path, "--concurrency", "8"):
-            undone = "SELECT count(*) FROM skiplock.content_jobs WHERE status <> 'done'"
+            await await_for(lambda: receiver.open_now == PER_WEBHOOK, 30)
+            api.sql(
+                "INSERT INTO skiplock.content_jobs (company_id, job_type) "
+                "SELECT %s, 'noop' FROM generate_series(1, 1000)",
+                (api.acme.company_id,),
+            )
+            undone = (
+                "SELECT count(*) FROM skiplock.content_jobs WHERE status IN ('queued', 'running')"
+            )
             await await_for(lambda: api.sql(undone) == [(0,)], 120)
             # Every job is done while the receiver has answered nothing: the 8 handler slots
-            # were never taken by deliveries, nor did completions wait for them.
+            # were never taken by deliveries, nor did claims or completions wait for them.
             assert api.sql(
                 "SELECT count(*) FROM skiplock.webhook_deliveries WHERE status = 'delivered'"
             ) == [(0,)]
-            assert 1 <= receiver.most_open <= PER_WEBHOOK  # attempts at once
+            assert receiver.most_open == PER_WEBHOOK  # attempts at once, never more
             receiver.answer = lambda n: 200
             receiver.release()
             delivered = (
                 "SELECT count(*) FROM skiplock.webhook_deliveries WHERE status = 'delivered'"
             )
-            await await_for(lambda: api.sql(delivered) == [(1000,)], 120)
+            await await_for(lambda: api.sql(delivered) == [(1020,)], 120)
     ids = {r.headers["webhook-id"] for r in receiver.requests}
-    assert len(ids) == 1000
+    assert len(ids) == 1020
     assert {i["status"] for i in await deliveries(api, hook["id"], limit=200)} == {"delivered"}
 
 
@@ -715,3 +724,27 @@ def test_signatures_are_what_the_reference_library_computes() -> None:
     stamp = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
     theirs = Webhook(secret).sign("msg-1", stamp, body)
     assert sign(secret_key(secret), "msg-1", int(stamp.timestamp()), body) == theirs
+
+
+async def test_a_worker_with_a_backlog_of_jobs_sends_only_deliveries_due_a_second_ago(
+    api: Api, database_url: str
+) -> None:
+    from skiplock import db
+    from skiplock.worker.webhooks import DEFER_SECONDS, DeliverySender
+
+    async with running_receiver() as receiver:
+        await create_webhook(api, receiver.url)
+        await cancel(api, await api.submit("noop", runAt=FAR_FUTURE))
+        pool = await db.open_pool(database_url)
+        sender = DeliverySender(pool, "test-worker", allow_private=True, busy=lambda: True)
+        try:
+            assert await sender.run_once() == 0  # due just now: the jobs go first
+            api.sql(
+                "UPDATE skiplock.webhook_deliveries SET next_attempt_at = now() - %s",
+                (timedelta(seconds=DEFER_SECONDS + 0.5),),
+            )
+            assert await sender.run_once() == 1  # due long enough: sent all the same
+            await await_for(lambda: receiver.requests, 10)
+        finally:
+            await sender.close()
+            await pool.close()
