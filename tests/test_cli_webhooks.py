@@ -106,3 +106,10 @@ def test_schedules_list_and_delete(conn: Conn, company_id: uuid.UUID, database_u
     assert run_cli("schedules", "list", env=env).stdout == ""
     missing = run_cli("schedules", "delete", str(row[0]), env=env)
     assert one_line_error(missing) == f"skiplock: no schedule with id {row[0]}"
+
+
+def test_a_bad_webhook_allow_private_value_is_one_line() -> None:
+    line = one_line_error(run_cli("worker", env={"SKIPLOCK_WEBHOOK_ALLOW_PRIVATE": "maybe"}))
+    assert line == (
+        "skiplock: SKIPLOCK_WEBHOOK_ALLOW_PRIVATE='maybe' is not true or false (default false)"
+    )

@@ -18,8 +18,9 @@ from skiplock import store, webhooks
 from skiplock.api.auth import authorize
 from skiplock.api.bodies import read_json
 from skiplock.api.errors import ApiError
-from skiplock.api.jobs import DEFAULT_LIMIT, MAX_LIMIT
+from skiplock.api.jobs import _limit
 from skiplock.events import utc_text
+from skiplock.settings import Settings
 
 MAX_WEBHOOKS_PER_COMPANY = 20
 WEBHOOK_FIELDS = {"url", "events"}
@@ -80,7 +81,7 @@ async def create_webhook(request: Request) -> JSONResponse:
     return JSONResponse(webhook_json(created[0], secret=True), 201)
 
 
-def _webhook_fields(body: Any, settings: Any) -> tuple[str, tuple[str, ...]]:
+def _webhook_fields(body: Any, settings: Settings) -> tuple[str, tuple[str, ...]]:
     """(url, events) of a creation body, or ApiError 422 naming the field."""
     if not isinstance(body, dict):
         raise ApiError(422, "the body must be a JSON object")
@@ -150,11 +151,3 @@ async def list_deliveries(request: Request) -> JSONResponse:
     if not rows:
         raise ApiError(404, "no such webhook")
     return JSONResponse({"items": [delivery_json(row) for row in rows if row["id"] is not None]})
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ApiError(422, f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    return int(raw)
