@@ -19,26 +19,14 @@ from skiplock import store
 from skiplock.api.auth import authorize
 from skiplock.api.bodies import read_json
 from skiplock.api.errors import ApiError
-from skiplock.api.jobs import (
-    MAX_SOURCE_TASK_ID,
-    RANGES,
-    _job_type_and_input,
-    _whole_number,
-)
+from skiplock.api.jobs import _submit_fields, _whole_number
 from skiplock.events import utc_text
 from skiplock.handlers import Registry
 from skiplock.schedules import DEFAULT_TIMEZONE, MAX_INTERVAL_SECONDS, InvalidSchedule, Rule
 
 MAX_SCHEDULES_PER_COMPANY = 100
-SCHEDULE_FIELDS = {
-    "jobType",
-    "input",
-    "cron",
-    "intervalSeconds",
-    "timezone",
-    "sourceTaskId",
-    "priority",
-}
+JOB_FIELDS = ("jobType", "input", "sourceTaskId", "priority")  # what each job gets
+SCHEDULE_FIELDS = {*JOB_FIELDS, "cron", "intervalSeconds", "timezone"}
 
 
 def schedule_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -85,24 +73,15 @@ async def create_schedule(request: Request) -> JSONResponse:
 
 
 def _schedule_fields(body: Any, registry: Registry) -> tuple[dict[str, Any], Rule]:
-    """The creation body checked, with defaults; ApiError 422 naming the field."""
+    """The creation body checked, with defaults; ApiError 422 naming the field. jobType,
+    input, sourceTaskId and priority go through the submit's own check (jobs.py)."""
     if not isinstance(body, dict):
         raise ApiError(422, "the body must be a JSON object")
     unknown = sorted(set(body) - SCHEDULE_FIELDS)
     if unknown:
         raise ApiError(422, f"unknown field(s): {', '.join(unknown)}")
-    fields = _job_type_and_input(body, registry)  # as a submit's (jobs.py)
-    source_task_id = body.get("sourceTaskId")
-    if source_task_id is not None and (
-        not isinstance(source_task_id, str) or len(source_task_id) > MAX_SOURCE_TASK_ID
-    ):
-        raise ApiError(
-            422, f"sourceTaskId must be a string of at most {MAX_SOURCE_TASK_ID} characters"
-        )
-    fields["sourceTaskId"] = source_task_id
-    low, high, default = RANGES["priority"]
-    fields["priority"] = _whole_number(body.get("priority"), "priority", low, high, default)
-    return fields, _rule(body)
+    as_submit = {name: body[name] for name in JOB_FIELDS if name in body}
+    return _submit_fields(as_submit, registry), _rule(body)
 
 
 def _rule(body: dict[str, Any]) -> Rule:
