@@ -748,3 +748,61 @@ async def test_a_worker_with_a_backlog_of_jobs_sends_only_deliveries_due_a_secon
         finally:
             await sender.close()
             await pool.close()
+
+
+# ------------------------------------------------------------------------------------------
+# Regressions found while measuring (bench/RESULTS.md, issue 16)
+# ------------------------------------------------------------------------------------------
+
+
+async def test_one_connection_is_kept_alive_for_a_receivers_deliveries() -> None:
+    """llhttp forgets keep-alive once an answer is complete: asked then, every delivery
+    opened (and closed) a connection of its own."""
+    from skiplock.webhooks import parse_url
+    from skiplock.worker.webhook_http import HttpSender
+
+    connections = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sender = HttpSender(allow_private=True)
+    try:
+        target = parse_url(f"http://127.0.0.1:{port}/hook")
+        for n in range(5):
+            assert (await sender.post(target, {"webhook-id": str(n)}, b"{}")).status == 200
+    finally:
+        await sender.close()
+        server.close()
+        await server.wait_closed()
+    assert connections == 1
+
+
+async def test_the_sender_stops_when_cancelled_as_a_doorbell_rings(database_url: str) -> None:
+    """A cancellation that lands as the wait for a doorbell ends must stop the sender: with
+    asyncio.wait_for (3.11) it was swallowed, and the worker never exited on SIGTERM."""
+    from skiplock import db
+    from skiplock.worker.webhooks import DeliverySender
+
+    pool = await db.open_pool(database_url)
+    try:
+        for _ in range(20):
+            sender = DeliverySender(pool, "test-worker", allow_private=True)
+            task = asyncio.create_task(sender.run_forever())
+            await asyncio.sleep(0.05)  # claimed nothing; waiting for a doorbell
+            sender.wake()
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=3)
+            assert done == {task}, "the sender went on after it was cancelled"
+    finally:
+        await pool.close()
