@@ -761,11 +761,10 @@ async def test_one_connection_is_kept_alive_for_a_receivers_deliveries() -> None
     from skiplock.webhooks import parse_url
     from skiplock.worker.webhook_http import HttpSender
 
-    connections = 0
+    writers: list[asyncio.StreamWriter] = []
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
+        writers.append(writer)
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -784,8 +783,10 @@ async def test_one_connection_is_kept_alive_for_a_receivers_deliveries() -> None
     finally:
         await sender.close()
         server.close()
+        for writer in writers:
+            writer.close()
         await server.wait_closed()
-    assert connections == 1
+    assert len(writers) == 1  # connections accepted
 
 
 async def test_the_sender_stops_when_cancelled_as_a_doorbell_rings(database_url: str) -> None:
