@@ -1,7 +1,7 @@
 -- 0008.operations: what bulk changes, pausing and job retention (SPEC §8) tell a person in
 -- psql. No new object: the bulk statements and the purge use the existing indexes
 -- ((company_id, status) and (company_id, created_at)), so no job's completion pays for them.
--- depends: 0005.storage
+-- depends: 0007.webhooks-schedules
 
 COMMENT ON TABLE skiplock.content_jobs IS
   'The queue. queued -> running -> done|failed; queued|running -> canceled; failed|canceled -> queued by retry. Any insert, status change or progress change (from skiplock or by hand) appends content_job_events rows and rings NOTIFY. Change many rows in batches of about 1,000 (`skiplock jobs cancel|retry` do). With SKIPLOCK_JOB_RETENTION_DAYS set, finished jobs older than that are deleted with their events, asset rows and stored bytes.';

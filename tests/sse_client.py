@@ -19,6 +19,7 @@ class Frame:
     event: str
     data: Any
     id: str | None = None
+    raw: str = ""  # the data line(s) as sent
 
 
 @dataclass
@@ -41,7 +42,8 @@ async def _parse(lines: AsyncIterator[str], stream: Stream) -> None:
     async for line in lines:
         if line == "":
             if data:
-                stream.frames.append(Frame(event, json.loads("\n".join(data)), frame_id))
+                text = "\n".join(data)
+                stream.frames.append(Frame(event, json.loads(text), frame_id, text))
             event, data, frame_id = "message", [], None
         elif line.startswith(":"):
             stream.comments += 1

@@ -53,6 +53,8 @@ class Seeds:
     company_id: uuid.UUID
     job_ids: list[str]
     asset_ids: list[str]
+    webhook_ids: list[str]
+    schedule_ids: list[str]
 
 
 @pytest.fixture
@@ -80,7 +82,21 @@ async def _seed(api: Api) -> Seeds:
         "byte_size, sha256, original_filename) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
         (asset_id, api.acme.company_id, stored.provider, key, "text/plain", *stored_fields),
     )
-    return Seeds(api.acme.company_id, jobs, [str(asset_id)])
+    hooks, schedules = [], []
+    for n in range(3):  # deleteWebhook and deleteSchedule may take one each time
+        hook = await api.client.post(
+            f"{api.acme.prefix}/webhooks",
+            json={"url": f"https://example.com/{n}"},
+            headers=api.acme.headers,
+        )
+        hooks.append(hook.json()["id"])
+        schedule = await api.client.post(
+            f"{api.acme.prefix}/schedules",
+            json={"jobType": "noop", "intervalSeconds": 3600},
+            headers=api.acme.headers,
+        )
+        schedules.append(schedule.json()["id"])
+    return Seeds(api.acme.company_id, jobs, [str(asset_id)], hooks, schedules)
 
 
 def _fuzz_operation(operation: Any, base_url: str, seeds: Seeds, examples: int) -> Counter[int]:
@@ -93,7 +109,12 @@ def _fuzz_operation(operation: Any, base_url: str, seeds: Seeds, examples: int) 
         operation.as_strategy(GenerationMode.POSITIVE, path_parameters=fixed),
         operation.as_strategy(GenerationMode.NEGATIVE, path_parameters=fixed),
     )
-    real_ids = {"jobId": seeds.job_ids, "assetId": seeds.asset_ids}
+    real_ids = {
+        "jobId": seeds.job_ids,
+        "assetId": seeds.asset_ids,
+        "webhookId": seeds.webhook_ids,
+        "scheduleId": seeds.schedule_ids,
+    }
     statuses: Counter[int] = Counter()
 
     @hypothesis.settings(
@@ -143,9 +164,9 @@ async def _fuzz(
 
 async def test_fuzzed_requests_get_documented_answers_and_never_500(api: Api) -> None:
     fuzzed = await _fuzz(api, await _seed(api))
-    # Every operation but the two SSE streams (the three dashboard files and the two bulk
+    # Every operation but the two SSE streams (the four dashboard files and the two bulk
     # routes included).
-    assert len(fuzzed) == 19, sorted(fuzzed)
+    assert len(fuzzed) == 27, sorted(fuzzed)
     # The key was used: every company operation was answered with success at least once.
     unreached = [op for op, statuses in fuzzed.items() if not any(s < 400 for s in statuses)]
     assert unreached == [], fuzzed

@@ -132,6 +132,10 @@ async def test_ui_files_are_served_without_a_key_with_a_strict_policy(api: Api) 
     markup = re.compile(r"\.(inner|outer)HTML\b|insertAdjacentHTML|document\.write|\beval\(")
     assert markup.search(script.text) is None
     assert "localStorage" not in script.text and "document.cookie" not in script.text
+    automation = await api.client.get("/ui/automation.js")  # webhooks and schedules
+    assert automation.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert '<script src="/ui/automation.js" defer></script>' in page.text
+    assert markup.search(automation.text) is None and "Storage" not in automation.text
     style = await api.client.get("/ui/app.css")
     assert style.status_code == 200
     assert style.headers["content-type"] == "text/css; charset=utf-8"
@@ -439,3 +443,67 @@ async def test_paused_types_are_shown_with_how_an_operator_resumes_them(
         await api.submit("noop")  # an event: the counts are read again
         await expect(page.locator("#paused-note")).to_be_hidden()
         await expect(echo.locator(".badge")).to_have_count(0)
+
+
+async def test_webhooks_show_their_deliveries_and_schedules_their_next_run(
+    database_url: str, tmp_path: Path, browser: Browser
+) -> None:
+    from webhook_receiver import running_receiver
+
+    async with (
+        running_api(database_url, tmp_path / "storage", webhook_allow_private=True) as api,
+        running_receiver(lambda n: 500 if n == 0 else 200) as receiver,
+        dashboard(browser, "ui-webhooks-schedules") as page,
+    ):
+        await sign_in(page, api)
+        await expect(page.locator("#wh-empty")).to_be_visible()
+        # A webhook added from the form: its secret is shown once, there.
+        await page.fill("#wh-url", "ftp://example.com/")
+        await page.click("#wh-form button[type=submit]")
+        await expect(page.locator("#wh-result")).to_contain_text("422")
+        await page.fill("#wh-url", receiver.url)
+        await page.check("#wh-event-running")
+        await page.click("#wh-form button[type=submit]")
+        await expect(page.locator("#wh-secret")).to_have_text(
+            re.compile(r"^whsec_[A-Za-z0-9+/=]+$")
+        )
+        hook_row = page.locator("#wh-body tr")
+        await expect(hook_row).to_have_count(1)
+        await expect(hook_row).to_contain_text("running, done, failed, canceled")
+
+        # Its deliveries, live: the first attempt is answered 500, the retry 200.
+        doomed = await api.submit("doomed")
+        async with running_worker(api.database_url, api.storage_dir):
+            deliveries = page.locator("#wh-deliveries-body tr")
+            await expect(deliveries).to_have_count(2)
+            failed = page.locator('#wh-deliveries-body tr[data-status="pending"]')
+            await expect(failed).to_contain_text("HTTP 500: receiver says no")
+            delivered = page.locator('#wh-deliveries-body tr[data-status="delivered"]')
+            await expect(delivered).to_have_count(2, timeout=LIVE_SECONDS * 1000)
+        assert {json.loads(r.body)["jobId"] for r in receiver.requests} == {doomed}
+
+        # A schedule added from the form, with its next run.
+        await expect(page.locator("#sc-type option")).not_to_have_count(0)
+        await page.select_option("#sc-type", "noop")
+        await page.fill("#sc-cron", "61 * * * *")
+        await page.click("#sc-form button[type=submit]")
+        await expect(page.locator("#sc-result")).to_contain_text("Bad minute")
+        await page.fill("#sc-cron", "0 9 * * 1-5")
+        await page.fill("#sc-timezone", "Europe/Berlin")
+        await page.click("#sc-form button[type=submit]")
+        await expect(page.locator("#sc-result")).to_contain_text("first run")
+        schedule = page.locator("#sc-body tr")
+        await expect(schedule).to_contain_text("0 9 * * 1-5 (Europe/Berlin)")
+        await expect(schedule.locator(".next-run")).not_to_have_text("—")
+        [made] = (
+            await api.client.get(f"{api.acme.prefix}/schedules", headers=api.acme.headers)
+        ).json()["items"]
+        assert made["cron"] == "0 9 * * 1-5" and made["jobType"] == "noop"
+        await snap(page, "ui-webhooks-schedules")
+
+        # Both delete from their rows.
+        await schedule.get_by_role("button", name="Delete").click()
+        await expect(page.locator("#sc-empty")).to_be_visible()
+        await hook_row.get_by_role("button", name="Delete").click()
+        await expect(page.locator("#wh-empty")).to_be_visible()
+        assert api.sql("SELECT count(*) FROM skiplock.webhooks") == [(0,)]

@@ -237,7 +237,7 @@ def outage_db(
     with psycopg.connect(url, autocommit=True) as setup:
         setup.execute(
             "TRUNCATE skiplock.content_jobs, skiplock.content_job_events, "
-            "skiplock.assets, skiplock.workers"
+            "skiplock.webhook_deliveries, skiplock.assets, skiplock.workers"
         )
         row = setup.execute(
             "INSERT INTO skiplock.companies (name) VALUES ('outage') RETURNING id"

@@ -99,6 +99,7 @@ async def running_worker(
         storage_dir=storage_dir,
         lease_seconds=options.pop("lease_seconds", 30),
         generated_asset_max_bytes=options.pop("max_bytes", 524_288_000),
+        webhook_allow_private=options.pop("webhook_allow_private", True),
     )
     worker = Worker(settings, WorkerOptions(**options))
     task = asyncio.create_task(worker.run())

@@ -52,6 +52,12 @@ def utc_text(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def encode_data(data: dict[str, Any]) -> str:
+    """The JSON text of an SSE `data:` line. A webhook delivery's body is the same text
+    (SPEC §7), made by this same function from the same Event.data()."""
+    return json.dumps(data, separators=(",", ":"))
+
+
 @dataclass(frozen=True)
 class Event:
     id: int

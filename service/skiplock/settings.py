@@ -80,6 +80,10 @@ class Settings:
     database_pooling: `session` (default) or `transaction` (SKIPLOCK_DATABASE_POOLING):
         with `transaction`, DATABASE_URL may be PgBouncer in transaction pooling, and
         skiplock prepares no statements and keeps no session state on its connections.
+    webhook_allow_private: let webhooks reach loopback, private, link-local and multicast
+        addresses (SKIPLOCK_WEBHOOK_ALLOW_PRIVATE, default false). Off, a tenant cannot make
+        the workers call into the network they run in; on, for receivers on the same host
+        or network (development, tests, an internal deployment whose tenants are trusted).
     """
 
     database_url: str | None = None
@@ -92,6 +96,7 @@ class Settings:
     test_job_retention_seconds: int | None = None
     cors_origins: tuple[str, ...] = field(default=())
     log_level: str = "info"
+    webhook_allow_private: bool = False
     child_memory_mb: int = DEFAULT_CHILD_MEMORY_MB
     child_cpu_seconds: int = DEFAULT_CHILD_CPU_SECONDS
     child_env: tuple[str, ...] = ()
@@ -224,6 +229,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         storage=load_storage_settings(env),
         listen_url=_database_url(env.get("SKIPLOCK_LISTEN_URL"), "SKIPLOCK_LISTEN_URL"),
         database_pooling=_pooling(env.get("SKIPLOCK_DATABASE_POOLING")),
+        webhook_allow_private=_boolean(env, "SKIPLOCK_WEBHOOK_ALLOW_PRIVATE", default=False),
     )
 
 
@@ -247,6 +253,20 @@ def _log_level(raw: str | None) -> str:
             f"skiplock: SKIPLOCK_LOG_LEVEL={raw!r} is not one of {', '.join(levels)} (default info)"
         )
     return raw.strip().lower()
+
+
+def _boolean(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(
+        f"skiplock: {name}={raw!r} is not true or false (default {str(default).lower()})"
+    )
 
 
 def _database_url(raw: str | None, name: str = "DATABASE_URL") -> str | None:

@@ -55,6 +55,13 @@ async def _all(
         return await cur.fetchall()
 
 
+async def rows(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> list[Row]:
+    """Every row of the named query (the webhook and schedule modules run theirs with it)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query(name), params)
+        return await cur.fetchall() if cur.description else []
+
+
 # ------------------------------------------------------------------------------------------
 # Companies and keys
 # ------------------------------------------------------------------------------------------

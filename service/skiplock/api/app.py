@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from skiplock import db, store
-from skiplock.api import assets, bulk, jobs, metrics, openapi, streams, ui
+from skiplock.api import assets, bulk, jobs, metrics, openapi, schedules, streams, ui, webhooks
 from skiplock.api.auth import Authenticator, whoami
 from skiplock.api.errors import ContainErrors, exception_handlers
 from skiplock.api.notifier import Notifier
@@ -62,7 +62,25 @@ def routes() -> list[Route]:
             assets.get_asset_content,
             methods=["GET", "HEAD"],
         ),
+        *webhook_routes(),
         *ui.routes(),
+    ]
+
+
+def webhook_routes() -> list[Route]:
+    """Completion webhooks and schedules (SPEC §7)."""
+    return [
+        Route(f"{COMPANY}/webhooks", webhooks.create_webhook, methods=["POST"]),
+        Route(f"{COMPANY}/webhooks", webhooks.list_webhooks, methods=["GET"]),
+        Route(
+            f"{COMPANY}/webhooks/{{webhookId}}/deliveries",
+            webhooks.list_deliveries,
+            methods=["GET"],
+        ),
+        Route(f"{COMPANY}/webhooks/{{webhookId}}", webhooks.delete_webhook, methods=["DELETE"]),
+        Route(f"{COMPANY}/schedules", schedules.create_schedule, methods=["POST"]),
+        Route(f"{COMPANY}/schedules", schedules.list_schedules, methods=["GET"]),
+        Route(f"{COMPANY}/schedules/{{scheduleId}}", schedules.delete_schedule, methods=["DELETE"]),
     ]
 
 
@@ -111,7 +129,7 @@ def create_app(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "HEAD"],
+                allow_methods=["GET", "POST", "HEAD", "DELETE"],
                 allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
                 expose_headers=["Location", "ETag", "Content-Disposition"],
             )

@@ -111,8 +111,11 @@ class Notifier:
                 wait = RETRY_SECONDS
             if wait:
                 self._doorbell.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as the doorbell rings, and serve's shutdown would hang.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._doorbell.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._doorbell.wait()
 
     async def _tip(self) -> Position:
         async with self._pool.connection() as conn:

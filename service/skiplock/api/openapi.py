@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 import skiplock
+from skiplock import webhooks
 from skiplock.api.bulk import MAX_JOB_TYPE
 from skiplock.api.errors import HTTP_CODES
 from skiplock.api.jobs import (
@@ -35,8 +36,10 @@ from skiplock.api.jobs import (
     RANGES,
     STATUSES,
 )
+from skiplock.api.webhooks import DELIVERY_STATUSES
 from skiplock.bulk import CANCELABLE, RETRYABLE
 from skiplock.handlers import Registry
+from skiplock.schedules import MAX_CRON_LENGTH, MAX_INTERVAL_SECONDS, MAX_TIMEZONE_LENGTH
 
 Schema = dict[str, Any]
 
@@ -595,6 +598,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         _file("JavaScript", "text/javascript"),
         security=OPEN,
     ),
+    ("GET", "/ui/automation.js"): Operation(
+        "dashboardAutomationScript",
+        "The dashboard's webhooks and schedules",
+        "dashboard",
+        _file("JavaScript", "text/javascript"),
+        security=OPEN,
+    ),
     ("GET", "/ui/app.css"): Operation(
         "dashboardStyle",
         "The dashboard's stylesheet",
@@ -716,6 +726,241 @@ def _submit_schemas(registry: Registry) -> dict[str, Schema]:
 
 
 # ------------------------------------------------------------------------------------------
+# Webhooks and schedules (SPEC §7)
+# ------------------------------------------------------------------------------------------
+
+WEBHOOK = f"{COMPANY}/webhooks/{{webhookId}}"
+SCHEDULE = f"{COMPANY}/schedules/{{scheduleId}}"
+EVENT_TYPE: Schema = {"type": "string", "enum": list(webhooks.EVENT_TYPES)}
+URL: Schema = {
+    "type": "string",
+    "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
+    "maxLength": webhooks.MAX_URL_LENGTH,
+    "description": "http or https; a host that is or resolves to a loopback, private, "
+    "link-local or multicast address is refused unless SKIPLOCK_WEBHOOK_ALLOW_PRIVATE=true",
+}
+_WEBHOOK_FIELDS: dict[str, Schema] = {
+    "id": UUID,
+    "url": URL,
+    "events": {"type": "array", "items": EVENT_TYPE},
+    "createdAt": TIMESTAMP,
+}
+
+SCHEMAS.update(
+    {
+        "CreateWebhook": {
+            "type": "object",
+            "description": "A completion webhook: deliveries are POSTed to url, signed "
+            "(Standard Webhooks).",
+            "required": ["url"],
+            "properties": {
+                "url": URL,
+                "events": {
+                    "type": ["array", "null"],
+                    "items": EVENT_TYPE,
+                    "minItems": 1,
+                    "maxItems": 2 * len(webhooks.EVENT_TYPES),
+                    "description": "Default: " + ", ".join(webhooks.DEFAULT_EVENTS),
+                },
+            },
+            "additionalProperties": False,
+            "examples": [{"url": "https://example.com/hooks/skiplock"}],
+        },
+        "Webhook": _object(_WEBHOOK_FIELDS, "A webhook (its secret is shown only at creation)."),
+        "WebhookCreated": _object(
+            {
+                **_WEBHOOK_FIELDS,
+                "secret": {
+                    "type": "string",
+                    "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$",
+                    "description": "whsec_ + base64 of 32 random bytes: the HMAC-SHA256 key "
+                    "of webhook-signature. Shown only here.",
+                },
+            },
+            "The new webhook, with its secret: keep it, it is never shown again.",
+        ),
+        "WebhookList": _object({"items": {"type": "array", "items": schema_ref("Webhook")}}),
+        "Delivery": _object(
+            {
+                "id": {**UUID, "description": "The webhook-id header of every attempt"},
+                "eventId": {"type": "integer", "description": "The event reported"},
+                "jobId": UUID,
+                "type": EVENT_TYPE,
+                "status": {"type": "string", "enum": list(DELIVERY_STATUSES)},
+                "attempts": {"type": "integer", "minimum": 0},
+                "lastStatusCode": {"type": ["integer", "null"]},
+                "lastError": {"type": ["string", "null"]},
+                "nextAttemptAt": {
+                    **nullable(TIMESTAMP),
+                    "description": "While pending: when the next attempt is due",
+                },
+                "deliveredAt": nullable(TIMESTAMP),
+                "createdAt": TIMESTAMP,
+            },
+            "One event sent to one webhook, with its attempts so far.",
+        ),
+        "DeliveryList": _object(
+            {"items": {"type": "array", "items": schema_ref("Delivery")}}, "Newest first."
+        ),
+        "Schedule": _object(
+            {
+                "id": UUID,
+                "jobType": {"type": "string"},
+                "input": {"type": "object"},
+                "cron": {"type": ["string", "null"]},
+                "intervalSeconds": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": MAX_INTERVAL_SECONDS,
+                },
+                "timezone": {"type": "string"},
+                "sourceTaskId": {"type": ["string", "null"]},
+                "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
+                "nextRunAt": TIMESTAMP,
+                "createdAt": TIMESTAMP,
+            },
+            "A schedule: each tick enqueues one job with these values.",
+        ),
+        "ScheduleList": _object({"items": {"type": "array", "items": schema_ref("Schedule")}}),
+    }
+)
+PARAMETERS.update(
+    {
+        "webhookId": _param(
+            "path", "webhookId", UUID, "The webhook; not a UUID or not this company's: 404"
+        ),
+        "scheduleId": _param(
+            "path", "scheduleId", UUID, "The schedule; not a UUID or not this company's: 404"
+        ),
+        "deliveryStatus": _filter(
+            "status",
+            {"type": "string", "enum": list(DELIVERY_STATUSES)},
+            "Only deliveries in this status",
+        ),
+    }
+)
+DELETED = {"204": {"description": "Deleted"}}
+OPERATIONS.update(
+    {
+        ("POST", f"{COMPANY}/webhooks"): Operation(
+            "createWebhook",
+            "Create a completion webhook; the answer holds its secret, shown only once",
+            "webhooks",
+            {"201": _json("The webhook and its secret", "WebhookCreated")},
+            (400, 401, 403, 404, 409, 413, 415, 422, 503),
+            ("companyId",),
+            body="CreateWebhook",
+        ),
+        ("GET", f"{COMPANY}/webhooks"): Operation(
+            "listWebhooks",
+            "The company's webhooks",
+            "webhooks",
+            {"200": _json("The webhooks", "WebhookList")},
+            READ_ERRORS,
+            ("companyId",),
+        ),
+        ("GET", f"{WEBHOOK}/deliveries"): Operation(
+            "listWebhookDeliveries",
+            "A webhook's newest deliveries: attempts, status codes, next attempt",
+            "webhooks",
+            {"200": _json("The deliveries, newest first", "DeliveryList")},
+            (401, 403, 404, 422, 503),
+            ("companyId", "webhookId", "limit", "deliveryStatus"),
+        ),
+        ("DELETE", WEBHOOK): Operation(
+            "deleteWebhook",
+            "Delete a webhook; its pending deliveries are dropped",
+            "webhooks",
+            DELETED,
+            READ_ERRORS,
+            ("companyId", "webhookId"),
+        ),
+        ("POST", f"{COMPANY}/schedules"): Operation(
+            "createSchedule",
+            "Create a schedule: a job every cron tick (in timezone) or every intervalSeconds",
+            "schedules",
+            {"201": _json("The schedule, with its first run", "Schedule")},
+            (400, 401, 403, 404, 409, 413, 415, 422, 503),
+            ("companyId",),
+            body="CreateSchedule",
+        ),
+        ("GET", f"{COMPANY}/schedules"): Operation(
+            "listSchedules",
+            "The company's schedules, with their next runs",
+            "schedules",
+            {"200": _json("The schedules", "ScheduleList")},
+            READ_ERRORS,
+            ("companyId",),
+        ),
+        ("DELETE", SCHEDULE): Operation(
+            "deleteSchedule",
+            "Delete a schedule; it makes no more jobs",
+            "schedules",
+            DELETED,
+            READ_ERRORS,
+            ("companyId", "scheduleId"),
+        ),
+    }
+)
+
+
+def _schedule_schemas(registry: Registry) -> dict[str, Schema]:
+    """CreateSchedule: one variant per job type (chosen by jobType), its input checked by the
+    type's schema as a submit's is; exactly one of cron and intervalSeconds."""
+    low, high, default = RANGES["priority"]
+    timing: Schema = {
+        "cron": {
+            "type": "string",
+            "maxLength": MAX_CRON_LENGTH,
+            "description": "5 cron fields (minute hour day-of-month month day-of-week)",
+            "examples": ["*/15 * * * *", "0 9 * * 1-5"],
+        },
+        "intervalSeconds": {"type": "integer", "minimum": 1, "maximum": MAX_INTERVAL_SECONDS},
+        "timezone": {
+            "type": "string",
+            "maxLength": MAX_TIMEZONE_LENGTH,
+            "description": "IANA time zone the cron fields are read in (default UTC)",
+            "examples": ["UTC", "Europe/Berlin"],
+        },
+        "sourceTaskId": {"type": ["string", "null"], "maxLength": 1000},
+        "priority": {"type": ["integer", "null"], "minimum": low, "maximum": high},
+    }
+    timing["priority"]["default"] = default
+    schemas: dict[str, Schema] = {}
+    mapping: dict[str, str] = {}
+    for name in registry.names():
+        _, submit = _submit_variant(name, registry.get(name).schema)
+        variant = {
+            **submit,
+            "properties": {
+                "jobType": submit["properties"]["jobType"],
+                "input": submit["properties"]["input"],
+                **timing,
+            },
+            "oneOf": [{"required": ["cron"]}, {"required": ["intervalSeconds"]}],
+        }
+        schemas[f"CreateSchedule.{name}"] = variant
+        mapping[name] = f"#/components/schemas/CreateSchedule.{name}"
+    example = next((n for n in registry.names() if _takes_empty_input(registry, n)), None)
+    schemas["CreateSchedule"] = {
+        "description": "A periodic job: exactly one of cron and intervalSeconds; jobType and "
+        "input are checked as a submit's are.",
+        "type": "object",
+        "required": ["jobType"],
+        "properties": {"jobType": {"type": "string", "enum": list(mapping)}},
+        "oneOf": [{"$ref": target} for target in mapping.values()],
+        "discriminator": {"propertyName": "jobType", "mapping": mapping},
+        **({"examples": [{"jobType": example, "intervalSeconds": 3600}]} if example else {}),
+    }
+    return schemas
+
+
+def _takes_empty_input(registry: Registry, name: str) -> bool:
+    schema = registry.get(name).schema
+    return schema is None or Draft202012Validator(schema).is_valid({})
+
+
+# ------------------------------------------------------------------------------------------
 # The document
 # ------------------------------------------------------------------------------------------
 
@@ -732,7 +977,11 @@ def build_document(app: Starlette) -> Schema:
         "security": KEY,
         "paths": _paths(app.routes),
         "components": {
-            "schemas": {**SCHEMAS, **_submit_schemas(app.state.registry)},
+            "schemas": {
+                **SCHEMAS,
+                **_submit_schemas(app.state.registry),
+                **_schedule_schemas(app.state.registry),
+            },
             "parameters": PARAMETERS,
             "responses": {name: _error_response(s, d) for s, (name, d) in ERRORS.items()},
             "securitySchemes": {

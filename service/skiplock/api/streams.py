@@ -11,7 +11,6 @@ what is left is formatting four kinds of frames.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,7 +34,7 @@ STREAM_RETRY_AFTER = "5"  # seconds: streams close as clients leave
 
 def frame(data: dict[str, Any], event: str, event_id: int | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return f"{head}event: {event}\ndata: {events.encode_data(data)}\n\n".encode()
 
 
 def event_frame(event: Event) -> bytes:

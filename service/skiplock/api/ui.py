@@ -25,6 +25,7 @@ from starlette.routing import Route
 CONTENT_TYPES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "automation.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 PAGE_POLICY = "; ".join(
@@ -69,6 +70,10 @@ async def script(request: Request) -> Response:
     return _serve("app.js")
 
 
+async def automation(request: Request) -> Response:
+    return _serve("automation.js")
+
+
 async def stylesheet(request: Request) -> Response:
     return _serve("app.css")
 
@@ -77,5 +82,6 @@ def routes() -> list[Route]:
     return [
         Route("/ui", dashboard, methods=["GET"]),
         Route("/ui/app.js", script, methods=["GET"]),
+        Route("/ui/automation.js", automation, methods=["GET"]),
         Route("/ui/app.css", stylesheet, methods=["GET"]),
     ]

@@ -17,6 +17,7 @@ from skiplock import db, keys
 from skiplock.cli.jobs import add_jobs_commands
 from skiplock.cli.submit import add_submit_command
 from skiplock.cli.support import check_at_start, uuid_arg, with_connection
+from skiplock.cli.webhooks import add_webhook_commands
 from skiplock.errors import ConfigError, SkiplockError
 from skiplock.limits import raise_open_file_limit
 from skiplock.settings import Settings, load_settings
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_submit_command(commands)  # cli_submit.py: a job through the HTTP API
     add_jobs_commands(commands)  # cli_jobs.py: jobs in DATABASE_URL, for operators
+    add_webhook_commands(commands)  # cli/webhooks.py: webhooks and schedules, for operators
     return parser
 
 

@@ -23,6 +23,11 @@ SKIPLOCK_EVENT_RETENTION_DAYS): events in between may be missing, so re-read wha
 track (`get()` or `list()`); on a job stream a fresh `status` event follows it.
 
 `wait(job_id)` follows the job's stream (not polling) and returns the final job.
+
+Webhooks and schedules: `client.webhooks.create(url, events=None)`, `.list()`,
+`.delete(id)`, `.deliveries(id, limit=None, status=None)`; `client.schedules.create(job_type,
+input, cron=… or interval_seconds=…, timezone=…, source_task_id=…, priority=…)`, `.list()`,
+`.delete(id)`. A receiver checks a delivery with `verify_webhook(secret, body, headers)`.
 """
 
 from skiplock.client.async_client import AsyncClient
@@ -42,10 +47,20 @@ from skiplock.client.errors import (
 )
 from skiplock.client.sse import Event
 from skiplock.client.sync_client import Client
+from skiplock.client.webhooks import (
+    AsyncSchedules,
+    AsyncWebhooks,
+    Schedules,
+    Webhooks,
+    WebhookVerificationFailed,
+    verify_webhook,
+)
 
 __all__ = [
     "ApiError",
     "AsyncClient",
+    "AsyncSchedules",
+    "AsyncWebhooks",
     "ChecksumMismatch",
     "Client",
     "Conflict",
@@ -55,8 +70,12 @@ __all__ = [
     "InvalidRequest",
     "NotFound",
     "SaveFailed",
+    "Schedules",
     "SkiplockError",
     "Unauthorized",
     "Unavailable",
     "WaitTimeout",
+    "WebhookVerificationFailed",
+    "Webhooks",
+    "verify_webhook",
 ]

@@ -23,6 +23,7 @@ from skiplock.client.download import PartialDownload
 from skiplock.client.errors import Unavailable
 from skiplock.client.protocol import Call, JobDict, Routes
 from skiplock.client.sse import Event
+from skiplock.client.webhooks import AsyncSchedules, AsyncWebhooks
 
 
 class AsyncClient:
@@ -40,6 +41,8 @@ class AsyncClient:
     ) -> None:
         self._config = ClientConfig(base_url, api_key, company_id, timeout, reconnect_for)
         self._http = httpx.AsyncClient(**self._config.httpx_options())
+        self.webhooks = AsyncWebhooks(self._call, self._routes)  # completion webhooks
+        self.schedules = AsyncSchedules(self._call, self._routes)  # periodic jobs
 
     async def __aenter__(self) -> AsyncClient:
         return self

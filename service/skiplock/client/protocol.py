@@ -128,7 +128,10 @@ def company_id_of(value: uuid.UUID | str) -> uuid.UUID:
 
 
 def decode(status: int, content: bytes) -> Any:
-    """The JSON of a successful answer; the matching ApiError for an error answer."""
+    """The JSON of a successful answer (None for 204 No Content); the matching ApiError
+    for an error answer."""
+    if status == 204:
+        return None
     try:
         body = json.loads(content) if content else None
     except ValueError:

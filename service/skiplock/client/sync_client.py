@@ -23,6 +23,7 @@ from skiplock.client.download import PartialDownload
 from skiplock.client.errors import Unavailable
 from skiplock.client.protocol import Call, JobDict, Routes
 from skiplock.client.sse import Event
+from skiplock.client.webhooks import Schedules, Webhooks
 
 
 class Client:
@@ -44,6 +45,8 @@ class Client:
     ) -> None:
         self._config = ClientConfig(base_url, api_key, company_id, timeout, reconnect_for)
         self._http = httpx.Client(**self._config.httpx_options())
+        self.webhooks = Webhooks(self._call, self._routes)  # completion webhooks
+        self.schedules = Schedules(self._call, self._routes)  # periodic jobs
 
     def __enter__(self) -> Client:
         return self

@@ -9,6 +9,9 @@ sanitize.py      texts from handlers made storable (NUL, lone surrogates, length
 leases.py        lease renewal and the cancel watch
 maintenance.py   housekeeping: rescuing expired leases, pruning events and workers
 retry_policy.py  when a failed attempt runs again
+webhooks.py      webhook deliveries: claimed in batches, sent concurrently, retried
+webhook_http.py  one delivery's POST: checked addresses, keep-alive, the answer's status
+schedules.py     schedule ticks: one job per tick, however many workers run
 """
 
 from skiplock.worker.process import (

@@ -6,9 +6,10 @@ the queue has run dry waits for a doorbell (LISTEN content_jobs_queued), for the
 retry it scheduled itself, or for the poll interval (1 s), whichever comes first.
 
 Around it run: the listener (doorbells), the completion writer (outcomes in batches), the
-progress writer, lease renewal and the cancel watch (leases.py), and housekeeping
-(maintenance.py). Handlers never touch the database; everything they produce goes through
-those batched writers, so a busy worker costs about one claim and one completion
+progress writer, lease renewal and the cancel watch (leases.py), housekeeping
+(maintenance.py), webhook deliveries (webhooks.py) and schedule ticks (schedules.py).
+Handlers never touch the database; everything they produce goes through those batched
+writers, so a busy worker costs about one claim and one completion
 statement per batch of jobs, not per job.
 """
 
@@ -44,12 +45,16 @@ from skiplock.worker.completions import CompletionWriter, Outcome
 from skiplock.worker.leases import HeldJob, Leases
 from skiplock.worker.progress import ProgressWriter
 from skiplock.worker.runner import Runner, elapsed_ms
+from skiplock.worker.schedules import ScheduleTicker
 from skiplock.worker.uploads import Uploads
+from skiplock.worker.webhooks import DELIVERIES_CHANNEL, DeliverySender
+from skiplock.worker.webhooks import prune_forever as prune_deliveries_forever
 
 QUEUED_CHANNEL = "content_jobs_queued"
 POLL_INTERVAL = 1.0  # SPEC §2: workers poll at least every second
 CLAIM_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
 SHUTDOWN_WRITE_SECONDS = 5.0  # after the grace, at most this long to hand jobs back
+BACKLOG_SECONDS = 0.5  # how long a claim that filled every slot counts as a backlog
 # Every worker statement is a small, index-driven batch. Statistics taken while a backlog was
 # still in the future (scheduled jobs) make the planner believe no job is due and pick a
 # sequential scan and sort of content_jobs for every claim (measured: 8 ms instead of 0.3 ms
@@ -119,6 +124,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._next_retry: float | None = None  # monotonic time of the earliest retry we set
+        self._backlog_seen = 0.0  # monotonic time of the last claim that filled every slot
         self.started = asyncio.Event()  # set once registered and claiming
         self.jobs_finished = 0
         self.crashed: str | None = None  # the background task that ended on its own
@@ -150,7 +156,7 @@ class Worker:
         pool = await db.open_pool(
             url,
             min_size=2,
-            max_size=6,
+            max_size=8,
             name="worker",
             session_settings=None if pooled else WORKER_SESSION,
             prepare=not pooled,
@@ -180,9 +186,11 @@ class Worker:
             begin_upload=self._uploads.begin,
             key_prefix=s3.prefix if s3 and self._storages.default.provider == "s3" else "",
         )
-        listener = Listener(
-            listen_url, [QUEUED_CHANNEL], self._on_notify, self._on_listen, name="worker"
+        self._deliveries = DeliverySender(
+            pool, self.id, allow_private=self.settings.webhook_allow_private, busy=self.backlogged
         )
+        channels = [QUEUED_CHANNEL, DELIVERIES_CHANNEL]
+        listener = Listener(listen_url, channels, self._on_notify, self._on_listen, name="worker")
         await self._register()
         background = [
             asyncio.create_task(coro, name=name)
@@ -196,6 +204,13 @@ class Worker:
                 ("pruning", maintenance.prune_forever(pool, self.settings.event_retention_days)),
                 ("upload sweep", self._uploads.sweep_forever()),
                 *(("retention", loop) for loop in self._retention(pool)),
+                # Webhook deliveries and schedule ticks: tasks of their own, never handler slots.
+                ("webhook deliveries", self._deliveries.run_forever()),
+                (
+                    "delivery pruning",
+                    prune_deliveries_forever(pool, self.settings.event_retention_days),
+                ),
+                ("schedule ticks", ScheduleTicker(pool).run_forever()),
             )
         ]
         for task in background:
@@ -286,12 +301,19 @@ class Worker:
     # Claiming
     # --------------------------------------------------------------------------------------
 
+    def backlogged(self) -> bool:
+        """Jobs were waiting for a free slot a moment ago (the last claims filled them all)."""
+        return time.monotonic() - self._backlog_seen < BACKLOG_SECONDS
+
     def _on_notify(self, channel: str, payload: str) -> None:
-        if payload in self.job_types:
+        if channel == DELIVERIES_CHANNEL:
+            self._deliveries.wake()
+        elif payload in self.job_types:
             self._doorbell.set()
 
     async def _on_listen(self) -> None:
         self._doorbell.set()  # (re)connected: jobs may have rung while no one listened
+        self._deliveries.wake()
 
     async def _claim_loop(self) -> None:
         failures = 0
@@ -315,6 +337,8 @@ class Worker:
             if failures:
                 log.info("claiming works again")
             failures = 0
+            if claimed == free:  # a backlog: webhook deliveries yield for a moment (webhooks.py)
+                self._backlog_seen = time.monotonic()
             if claimed < free:
                 await self._doorbell.wait(timeout=self._poll_timeout())
 

@@ -623,6 +623,7 @@ function start() {
   $("board").hidden = false;
   $("signout").hidden = false;
   $("company").textContent = state.company;
+  document.dispatchEvent(new Event("skiplock:started")); // automation.js: webhooks, schedules
   loadTypes().catch((error) => notice(`job types: ${error.message}`));
   const handlers = { reset: () => reload() };
   for (const type of EVENT_TYPES) handlers[type] = onCompanyEvent;

@@ -1,0 +1,35 @@
+-- enqueue_scheduled_jobs: the jobs of due schedule ticks, one statement (one notifying
+-- commit) for the batch, each an ordinary job: the schedule's type, input, sourceTaskId and
+-- priority, with the idempotency key schedule:<schedule id>:<tick>. That key is unique per
+-- company, so a tick can never make two jobs (ON CONFLICT DO NOTHING), whatever happens.
+-- A tick that would take its company past max_queued (SPEC §3) is skipped.
+WITH ticks AS (
+    SELECT t.schedule_id, t.key, t.n
+    FROM unnest(%(schedule_ids)s::uuid[], %(keys)s::text[]) WITH ORDINALITY AS t (schedule_id, key, n)
+),
+limits AS (
+    -- The companies' max_queued. companies.max_queued comes with the per-company limits
+    -- (SPEC §3); until that column exists no company has a limit: NULL.
+    SELECT c.id AS company_id, NULL::integer AS max_queued
+    FROM skiplock.companies AS c
+    WHERE c.id IN (SELECT s.company_id FROM skiplock.schedules AS s
+                   WHERE s.id = ANY (%(schedule_ids)s::uuid[]))
+),
+wanted AS (
+    SELECT s.company_id, s.job_type, s.input, s.source_task_id, s.priority, t.key, t.n,
+           l.max_queued,
+           row_number() OVER (PARTITION BY s.company_id ORDER BY t.n) AS nth
+    FROM ticks AS t
+    JOIN skiplock.schedules AS s ON s.id = t.schedule_id
+    JOIN limits AS l ON l.company_id = s.company_id
+)
+INSERT INTO skiplock.content_jobs (company_id, job_type, input, source_task_id, priority,
+                                   idempotency_key)
+SELECT w.company_id, w.job_type, w.input, w.source_task_id, w.priority, w.key
+FROM wanted AS w
+WHERE w.max_queued IS NULL
+   OR (SELECT count(*) FROM skiplock.content_jobs AS j
+       WHERE j.company_id = w.company_id AND j.status = 'queued') + w.nth <= w.max_queued
+ORDER BY w.n
+ON CONFLICT (company_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, idempotency_key
