@@ -209,7 +209,8 @@ def test_the_readme_sql_recipes_run_as_written(
 ) -> None:
     job_id = enqueue(conn, company_id, "video")
     enqueue(conn, company_id, "video", status="done", finished_at="2000-01-01")
-    ids = {"company id": company_id, "job id": job_id}
+    # A webhook id that names none: its recipe must still run (and change nothing).
+    ids = {"company id": company_id, "job id": job_id, "webhook id": uuid.uuid4()}
     statements = readme_sql_statements()
     assert any("paused_job_types" in s for s in statements)
     for statement in statements:
