@@ -25,7 +25,13 @@ def skiplock_tables(url: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-ALL = ("0001.schema", "0002.worker", "0003.batch-enqueue", "0004.pause-and-running-hint")
+ALL = (
+    "0001.schema",
+    "0002.worker",
+    "0003.batch-enqueue",
+    "0004.pause-and-running-hint",
+    "0006.fair-claiming",
+)
 
 
 def test_migrate_twice_is_a_no_op_and_rollback_then_migrate_works(

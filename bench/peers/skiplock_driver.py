@@ -69,6 +69,8 @@ def main() -> None:
             "boot_s": figures["boot_s"],
             "rss_idle_mib": [figures["idle_rss_mib"]],
             "rss_peak_mib": [figures["peak_rss_mib"]],
+            "db_cpu_us_per_job": figures["db_cpu_us_per_job"],
+            "worker_cpu_us_per_job": figures["worker_cpu_us_per_job"],
         }
     elif args.workload == "wakeup":
         result["latencies_ms"] = worker_bench.wake_up_in(args.database_url)

@@ -170,12 +170,16 @@ async def claim_jobs(
     job_types: list[str],
     limit: int,
     lease_seconds: float,
+    after: uuid.UUID | None = None,
 ) -> list[Row]:
+    """Up to `limit` jobs, leased to worker_id, in turn order; `after` is the company the
+    previous claim ended on (its last row's company_id)."""
     params = {
         "worker_id": worker_id,
         "job_types": job_types,
         "limit": limit,
         "lease_seconds": lease_seconds,
+        "after": after,
     }
     return await _all(conn, query("claim_jobs"), params)
 

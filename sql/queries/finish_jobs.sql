@@ -5,10 +5,14 @@
 -- running: a job that was canceled, rescued or claimed again is left alone, and its asset
 -- row is not written. Returns the ids that were written; the caller deletes the stored file
 -- of any done job missing from the result.
-WITH reason AS (
-    -- Tells the event trigger why queued rows went back (error, timeout or shutdown);
-    -- done and failed rows ignore it. One reason per statement.
-    SELECT set_config('skiplock.change_reason', %(reason)s, true)
+--
+-- It writes the jobs' events and rings their doorbells itself, from the rows it updated:
+-- the statement-level event trigger, told so by skiplock.events_written, does nothing (it
+-- would join the whole old and new row images again: about a third of the statement's
+-- time). The order key of each event is the row's last_event_xid, raised to this
+-- transaction's id on the newest row version (SPEC §2).
+WITH written AS (
+    SELECT set_config('skiplock.events_written', 'on', true)
 ),
 outcome AS (
     SELECT *
@@ -29,16 +33,44 @@ finished AS (
         progress = coalesce(o.progress, j.progress),
         locked_by = NULL,
         lease_expires_at = NULL,
-        updated_at = now()
-    FROM outcome AS o, reason
-    WHERE j.id = o.id
+        updated_at = now(),
+        last_event_xid = greatest(pg_current_xact_id(), j.last_event_xid)
+    FROM outcome AS o, written
+    -- = ANY: the jobs are found by primary key whatever the statistics say (a join on
+    -- unnest alone let stale statistics pick a sequential scan of content_jobs).
+    WHERE j.id = ANY (%(job_ids)s::uuid[])
+      AND j.id = o.id
       AND j.attempts = o.attempt
       AND j.locked_by = %(worker_id)s
       -- IS TRUE hides this test from the planner's index matching: as a plain
       -- status = 'running' it let stale statistics ("no job runs") walk every running
       -- job by index and join each to the whole batch, quadratic in the batch.
       AND (j.status = 'running') IS TRUE
-    RETURNING j.id, j.company_id, j.source_task_id, j.result_asset_id
+    RETURNING j.id, j.company_id, j.job_type, j.status, j.run_at, j.error_message,
+              j.result_asset_id, j.source_task_id, j.progress, j.last_event_xid,
+              o.attempt, o.progress IS NOT NULL AS progressed
+),
+logged AS (
+    -- Up to two events per job, progress first: a progress value the handler reported
+    -- last (the worker passes only one not yet written) is its own event, before the
+    -- terminal one. A job queued again says why (%(reason)s) and which attempt ended.
+    INSERT INTO skiplock.content_job_events (xid, company_id, job_id, type, payload)
+    SELECT f.last_event_xid, f.company_id, f.id, e.type, e.payload
+    FROM finished AS f
+    CROSS JOIN LATERAL (VALUES
+        (1, 'content_job.progress',
+         CASE WHEN f.progressed THEN jsonb_build_object('status', f.status, 'progress', f.progress) END),
+        (2, 'content_job.' || f.status,
+         jsonb_build_object('status', f.status) || CASE f.status
+             WHEN 'queued' THEN jsonb_build_object(
+                 'reason', %(reason)s::text, 'attempt', f.attempt,
+                 'retryAt', to_char(f.run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+             WHEN 'done' THEN jsonb_build_object('assetId', f.result_asset_id)
+             WHEN 'failed' THEN jsonb_build_object('errorMessage', f.error_message)
+             ELSE '{}'::jsonb END)
+    ) AS e (ord, type, payload)
+    WHERE e.payload IS NOT NULL
+    ORDER BY f.id, e.ord
 ),
 stored AS (
     INSERT INTO skiplock.assets (id, company_id, provider, object_key, content_type, byte_size,
@@ -51,5 +83,21 @@ stored AS (
         AS a (id, provider, object_key, content_type, byte_size, sha256, original_filename)
     JOIN finished AS f ON f.result_asset_id = a.id
     WHERE a.id IS NOT NULL
+),
+rung AS (
+    -- The companies' doorbells; and the types' where a job became claimable: queued again
+    -- and due (a hand-back at shutdown), or a place freed under its company's max_running.
+    SELECT pg_notify('content_job_events', jsonb_build_object('companyId', d.company_id)::text)
+    FROM (SELECT DISTINCT company_id FROM finished) AS d
+    UNION ALL
+    SELECT pg_notify('content_jobs_queued', t.job_type)
+    FROM (
+        SELECT DISTINCT f.job_type
+        FROM (SELECT DISTINCT company_id, job_type, status = 'queued' AND run_at <= now() AS due
+              FROM finished) AS f
+        WHERE f.due OR EXISTS (SELECT 1 FROM skiplock.companies AS c
+                               WHERE c.id = f.company_id AND c.max_running IS NOT NULL)
+    ) AS t
 )
 SELECT id FROM finished
+WHERE (SELECT count(*) FROM rung) >= 0  -- rings the doorbells before the ids go out

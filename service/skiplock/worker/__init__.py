@@ -11,7 +11,6 @@ retry_policy.py  when a failed attempt runs again
 """
 
 from skiplock.worker.process import (
-    WORKER_SESSION,
     Worker,
     WorkerOptions,
     run_until_signalled,
@@ -20,7 +19,6 @@ from skiplock.worker.process import (
 )
 
 __all__ = [
-    "WORKER_SESSION",
     "Worker",
     "WorkerOptions",
     "run_until_signalled",

@@ -47,12 +47,10 @@ QUEUED_CHANNEL = "content_jobs_queued"
 POLL_INTERVAL = 1.0  # SPEC §2: workers poll at least every second
 CLAIM_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
 SHUTDOWN_WRITE_SECONDS = 5.0  # after the grace, at most this long to hand jobs back
-# Every worker statement is a small, index-driven batch. Statistics taken while a backlog was
-# still in the future (scheduled jobs) make the planner believe no job is due and pick a
-# sequential scan and sort of content_jobs for every claim (measured: 8 ms instead of 0.3 ms
-# per claim on 20,000 rows); and transition tables sized like the whole table push the
-# event-log trigger over jit_above_cost. Neither must depend on when ANALYZE last ran.
-WORKER_SESSION = "SET enable_seqscan = off; SET jit = off"
+# No session settings: every worker statement keeps its plan whatever the statistics say by
+# its own shape (statements on held jobs find them with id = ANY) or by its function's
+# settings (claim_content_jobs, the event triggers), so the pool may sit behind a pooler in
+# transaction mode.
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +108,9 @@ class Worker:
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._next_retry: float | None = None  # monotonic time of the earliest retry we set
+        # The company this worker's last claim ended on: the next claim's turn goes on after
+        # it, so companies take turns across claims too (claim_content_jobs).
+        self._turn_after: uuid.UUID | None = None
         self.started = asyncio.Event()  # set once registered and claiming
         self.jobs_finished = 0
 
@@ -132,9 +133,7 @@ class Worker:
         # One direct attempt first: a database that is down stops the worker at once with
         # one line, rather than after the pool's retries.
         await (await db.connect_async(url)).close()
-        pool = await db.open_pool(
-            url, min_size=2, max_size=6, name="worker", session_settings=WORKER_SESSION
-        )
+        pool = await db.open_pool(url, min_size=2, max_size=6, name="worker")
         try:
             await self._run_with(pool, url)
         finally:
@@ -264,9 +263,13 @@ class Worker:
                 job_types=self.job_types,
                 limit=limit,
                 lease_seconds=self.settings.lease_seconds,
+                after=self._turn_after,
             )
+        if rows:
+            self._turn_after = rows[-1]["company_id"]  # the rows come in turn order
+        deadline = self._leases.deadline_from(sent)
         for row in rows:
-            self._start(HeldJob(row, lease_deadline=self._leases.deadline_from(sent)))
+            self._start(HeldJob(row, lease_deadline=deadline))
         return len(rows)
 
     def _poll_timeout(self) -> float:
