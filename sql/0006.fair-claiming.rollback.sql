@@ -3,6 +3,7 @@
 -- stay valid: their xids are ordinary order keys.
 DROP FUNCTION skiplock.claim_content_jobs(text, text[], integer, double precision, uuid);
 DROP FUNCTION skiplock.running_allowance(uuid, integer);
+DROP FUNCTION skiplock.finish_content_jobs(text, text, uuid[], integer[], text[], text[], timestamptz[], boolean[], jsonb[], uuid[], text[], text[], text[], bigint[], text[], text[]);
 
 DROP TRIGGER companies_limits_ring ON skiplock.companies;
 DROP FUNCTION skiplock.companies_limits_ring();

@@ -48,7 +48,7 @@ class Workers:
             "SKIPLOCK_LOG_LEVEL": "warning",
             "SKIPLOCK_STORAGE_DIR": str(tmp / "storage"),
             "BENCH_STARTS": str(tmp / "starts.txt"),
-            "PYTHONPATH": str(HERE),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("BENCH_PYTHONPATH")])),
         }
         self.procs = [
             subprocess.Popen(  # noqa: S603  (our own CLI, fixed arguments)
@@ -121,8 +121,10 @@ def drain_in(url: str, jobs: int, processes: int, concurrency: int) -> dict[str,
                 conn.execute("ANALYZE skiplock.content_jobs")
                 conn.execute("CHECKPOINT")
                 meter = CpuMeter(conn.info.backend_pid, (p.pid for p in workers.procs))
-                meter.start()
                 conn.execute("UPDATE skiplock.content_jobs SET run_at = now(), updated_at = now()")
+                # From the release on: the releasing UPDATE is set-up, not the drain (PgQueuer's
+                # jobs are released by its own timer, with no statement of ours).
+                meter.start()
                 # A cheap poll (the company's status index), so the poll itself hardly
                 # shows in the database CPU measured over the drain.
                 unfinished = (

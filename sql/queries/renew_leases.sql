@@ -14,11 +14,12 @@ written AS (
 UPDATE skiplock.content_jobs AS j
 SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
     updated_at = now()
-FROM unnest(%(job_ids)s::uuid[], %(attempts)s::integer[]) AS held (id, attempt), written
--- = ANY: by primary key whatever the statistics say.
+FROM written
+-- = ANY: by primary key whatever the statistics say; each job's attempt is looked up in the
+-- array beside its id (a join on unnest let stale statistics scan content_jobs, or rebuild
+-- the whole batch once per job).
 WHERE j.id = ANY (%(job_ids)s::uuid[])
-  AND j.id = held.id
-  AND j.attempts = held.attempt
+  AND j.attempts = (%(attempts)s::integer[])[array_position(%(job_ids)s::uuid[], j.id)]
   AND j.locked_by = %(worker_id)s
   -- IS TRUE hides this test from the planner's index matching: as a plain
   -- status = 'running' it let stale statistics ("no job runs") walk every running

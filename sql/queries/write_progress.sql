@@ -8,22 +8,22 @@ WITH written AS (
 ),
 reported AS (
     UPDATE skiplock.content_jobs AS j
-    SET progress = p.progress,
+    -- Each job's values are looked up in the arrays beside its id.
+    SET progress = (%(progress)s::jsonb[])[array_position(%(job_ids)s::uuid[], j.id)],
         updated_at = now(),
         last_event_xid = greatest(pg_current_xact_id(), j.last_event_xid)
-    FROM unnest(%(job_ids)s::uuid[], %(attempts)s::integer[], %(progress)s::jsonb[])
-        AS p (id, attempt, progress), written
-    -- = ANY: by primary key whatever the statistics say.
+    FROM written
+    -- = ANY: by primary key whatever the statistics say (a join on unnest let stale
+    -- statistics scan content_jobs, or rebuild the whole batch once per job).
     WHERE j.id = ANY (%(job_ids)s::uuid[])
-      AND j.id = p.id
-      AND j.attempts = p.attempt
+      AND j.attempts = (%(attempts)s::integer[])[array_position(%(job_ids)s::uuid[], j.id)]
       AND j.locked_by = %(worker_id)s
       -- IS TRUE hides this test from the planner's index matching: as a plain
       -- status = 'running' it let stale statistics ("no job runs") walk every running
       -- job by index and join each to the whole batch, quadratic in the batch.
       AND (j.status = 'running') IS TRUE
       -- Checked on the newest row version: a value already there makes no event.
-      AND j.progress IS DISTINCT FROM p.progress
+      AND j.progress IS DISTINCT FROM (%(progress)s::jsonb[])[array_position(%(job_ids)s::uuid[], j.id)]
     RETURNING j.id, j.company_id, j.status, j.progress, j.last_event_xid
 ),
 logged AS (

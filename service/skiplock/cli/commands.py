@@ -215,7 +215,14 @@ async def _check_database(url: str) -> None:
 
 def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
     from skiplock import handlers, logs
-    from skiplock.worker import Worker, WorkerOptions, run_until_signalled, served_types, tune_gc
+    from skiplock.worker import (
+        Worker,
+        WorkerOptions,
+        run_event_loop,
+        run_until_signalled,
+        served_types,
+        tune_gc,
+    )
 
     logs.configure(settings.log_level)
     handlers.load_handler_modules([*settings.handlers, *args.handlers])
@@ -228,7 +235,7 @@ def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> None:
         await run_until_signalled(Worker(settings, options))
 
-    asyncio.run(run())
+    run_event_loop(run())
     return 0
 
 

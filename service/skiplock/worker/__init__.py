@@ -13,6 +13,7 @@ retry_policy.py  when a failed attempt runs again
 from skiplock.worker.process import (
     Worker,
     WorkerOptions,
+    run_event_loop,
     run_until_signalled,
     served_types,
     tune_gc,
@@ -21,6 +22,7 @@ from skiplock.worker.process import (
 __all__ = [
     "Worker",
     "WorkerOptions",
+    "run_event_loop",
     "run_until_signalled",
     "served_types",
     "tune_gc",

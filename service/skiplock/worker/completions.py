@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
@@ -58,6 +58,7 @@ class Outcome:
 
 
 TakeProgress = Callable[[uuid.UUID], dict[str, Any] | None]
+SettleProgress = Callable[[list[uuid.UUID]], Awaitable[None]]
 LeaseLost = Callable[[uuid.UUID], bool]
 
 
@@ -69,21 +70,25 @@ class CompletionWriter:
         *,
         take_progress: TakeProgress,
         lease_lost: LeaseLost,
+        settle_progress: SettleProgress | None = None,
     ) -> None:
         self._pool = pool
         self._worker_id = worker_id
         self._take_progress = take_progress
+        self._settle_progress = settle_progress
         self._lease_lost = lease_lost
         self._queue: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._arrived = asyncio.Event()
         self.batches = 0
 
     async def write(self, outcome: Outcome) -> bool:
-        """Write the outcome with the next batch; False if the job was no longer ours."""
+        """Write the outcome with the next batch; False if the job was no longer ours.
+        A caller cancelled meanwhile does not take the outcome out of the batch: the writer
+        owns it (it checks the future before resolving it)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append((outcome, future))
         self._arrived.set()
-        return await asyncio.shield(future)
+        return await future
 
     def idle(self) -> bool:
         return not self._queue
@@ -98,6 +103,8 @@ class CompletionWriter:
 
     async def _write_batch(self, batch: list[tuple[Outcome, asyncio.Future[bool]]]) -> None:
         outcomes = [outcome for outcome, _ in batch]
+        if self._settle_progress is not None:  # a progress write of these jobs must land first
+            await self._settle_progress([o.job_id for o in outcomes])
         progress = {o.job_id: self._take_progress(o.job_id) for o in outcomes}
         written: set[uuid.UUID] | None = None
         failures = 0

@@ -23,7 +23,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,7 +144,11 @@ class Worker:
         self._progress = ProgressWriter(pool, self.id)
         self._leases = Leases(pool, self.id, self.settings.lease_seconds, self._held, self._stop)
         self._completions = CompletionWriter(
-            pool, self.id, take_progress=self._progress.take, lease_lost=self._leases.lost
+            pool,
+            self.id,
+            take_progress=self._progress.take,
+            lease_lost=self._leases.lost,
+            settle_progress=self._progress.settle,
         )
         self._runner = Runner(
             self._handlers,
@@ -294,7 +298,8 @@ class Worker:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_job(self, job: HeldJob) -> None:
-        log.info("job running %s", _JobFields(job))
+        if log.isEnabledFor(logging.INFO):  # skip making the fields: a busy worker's hot path
+            log.info("job running %s", _JobFields(job))
         try:
             outcome = await self._runner.run(job)
         except Exception:  # a bug in skiplock itself: let the lease bring the job back
@@ -322,19 +327,20 @@ class Worker:
             log.warning("job outcome not written: no longer ours %s", _JobFields(job))
             return
         self.jobs_finished += 1
-        status = outcome.status if not outcome.reason else f"queued ({outcome.reason})"
         level = logging.INFO if outcome.status == "done" else logging.WARNING
-        log.log(
-            level,
-            "job %s %s",
-            status,
-            _JobFields(
-                job,
-                asset_id=outcome.asset.asset_id if outcome.asset else None,
-                retry_at=outcome.run_at.isoformat() if outcome.run_at else None,
-                error=outcome.error_message,
-            ),
-        )
+        if log.isEnabledFor(level):
+            status = outcome.status if not outcome.reason else f"queued ({outcome.reason})"
+            log.log(
+                level,
+                "job %s %s",
+                status,
+                _JobFields(
+                    job,
+                    asset_id=outcome.asset.asset_id if outcome.asset else None,
+                    retry_at=outcome.run_at.isoformat() if outcome.run_at else None,
+                    error=outcome.error_message,
+                ),
+            )
         if outcome.run_at is not None and not outcome.refund:
             self._note_retry(outcome.run_at.timestamp() - time.time())
 
@@ -431,6 +437,19 @@ async def _first_of(
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run(main), on uvloop when it is installed (a dependency everywhere but
+    Windows): the worker spends about 12% less CPU per job in its event loop (3 alternating
+    20,000-job drains: 37.5-40.2 against 43.3-46.9 us of worker CPU a job)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover  (Windows, or a trimmed install)
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 async def run_until_signalled(worker: Worker) -> None:

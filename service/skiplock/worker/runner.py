@@ -103,10 +103,8 @@ class Runner:
             handler = asyncio.ensure_future(job_type.handler(ctx, params))
         else:
             handler = _in_thread(job_type.handler, ctx, params, name=f"skiplock-{ctx.job_id}")
-        stop = job.stopped
         try:
-            timeout = _timeout(job, job_type)
-            await asyncio.wait({handler, stop}, timeout=timeout, return_when="FIRST_COMPLETED")
+            await _first_of(handler, job, _timeout(job, job_type))
             if handler.done():
                 return handler.result()
             # Stopped or timed out: tell the handler, kill its children, cancel it.
@@ -114,7 +112,7 @@ class Runner:
             ctx.kill_children()
             handler.cancel()
             await asyncio.wait({handler}, timeout=UNWIND_SECONDS)
-            if stop.done():
+            if job.stop_reason is not None:
                 raise _Stopped
             raise TimeoutError
         finally:
@@ -139,6 +137,31 @@ class Runner:
             chunks = file_chunks(path if path.is_absolute() else ctx.workdir / path)
         stored = await self._storage.put(key, chunks, max_bytes=self._max_output_bytes)
         return StoredAsset(asset_id, stored, output.content_type, output.filename)
+
+
+async def _first_of(handler: asyncio.Future[Any], job: HeldJob, timeout: float | None) -> None:
+    """Return when the handler ends, the job is stopped, or the timeout passes. One future
+    and two callbacks: asyncio.wait() did the same with sets, a waiter and a stop future
+    per job (about 3 us of the worker's Python a job)."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(*_: object) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    handler.add_done_callback(wake)
+    job.on_stop = wake
+    timer = loop.call_later(timeout, wake) if timeout is not None else None
+    if job.stop_reason is not None:  # stopped before the handler started
+        wake()
+    try:
+        await waiter
+    finally:
+        job.on_stop = None
+        handler.remove_done_callback(wake)
+        if timer is not None:
+            timer.cancel()
 
 
 def _timeout(job: HeldJob, job_type: JobType) -> float | None:
