@@ -258,6 +258,7 @@ ERRORS: dict[int, tuple[str, str]] = {
     413: ("PayloadTooLarge", "The body is over 1 MiB"),
     415: ("UnsupportedMediaType", "The body is not sent as application/json"),
     422: ("Invalid", "A field or query parameter is invalid"),
+    429: ("QuotaExceeded", "The company's queued jobs are at its max_queued; retry later"),
     503: ("Unavailable", "The database is unavailable; retry shortly"),
 }
 
@@ -267,7 +268,7 @@ def _error_response(status: int, description: str) -> Schema:
         "description": description,
         "content": {"application/json": {"schema": schema_ref("Error")}},
     }
-    if status == 503:
+    if status in (429, 503):
         response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
     return response
 
@@ -412,7 +413,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 {"Location": _header("The job's URL")},
             )
         },
-        (400, 401, 403, 404, 409, 413, 415, 422, 503),
+        (400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
         ("companyId", "Idempotency-Key"),
         body=True,
     ),
