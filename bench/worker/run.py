@@ -48,7 +48,7 @@ class Workers:
             "SKIPLOCK_LOG_LEVEL": "warning",
             "SKIPLOCK_STORAGE_DIR": str(tmp / "storage"),
             "BENCH_STARTS": str(tmp / "starts.txt"),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("BENCH_PYTHONPATH")])),
+            "PYTHONPATH": str(HERE),
         }
         self.procs = [
             subprocess.Popen(  # noqa: S603  (our own CLI, fixed arguments)
