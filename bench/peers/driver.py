@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-WORKLOADS = ("drain", "wakeup", "enqueue")
+WORKLOADS = ("drain", "wakeup", "enqueue", "noisy")  # noisy: skiplock's driver only
 
 
 def interface_parser(
