@@ -390,7 +390,8 @@ BEGIN
             WHERE NOT (n.wrapped AND n.company_id > coalesce(after_company, '00000000-0000-0000-0000-000000000000'))
         ),
         -- 2. The pairs this worker may claim from now: its types, due, not paused (for every
-        --    company, or for this one). The walk stops once there are max_jobs of them.
+        --    company, or for this one). The walk stops once there are enough for max_jobs
+        --    companies (a company has at most one pair per type).
         eligible AS MATERIALIZED (
             SELECT w.company_id, w.job_type, w.step
             FROM walk AS w
@@ -400,24 +401,30 @@ BEGIN
                   SELECT 1 FROM skiplock.paused_job_types AS p
                   WHERE p.job_type = w.job_type
                     AND (p.company_id IS NULL OR p.company_id = w.company_id))
+            LIMIT wanted * cardinality(job_types)
+        ),
+        -- 3. The turn order: the first max_jobs companies, each at its first pair's place.
+        turn_order AS MATERIALIZED (
+            SELECT e.company_id, min(e.step) AS place
+            FROM eligible AS e
+            GROUP BY e.company_id
+            ORDER BY place
             LIMIT wanted
         ),
-        -- 3. Each company's share of the free slots (a turn each, as many turns as fit),
-        --    capped by its max_running; its place in the turn order is its first pair's.
+        -- 4. Each company's share of the free slots (a turn each, as many turns as fit),
+        --    capped by its max_running.
         shares AS MATERIALIZED (
-            SELECT e.company_id, min(e.step) AS place,
+            SELECT t.company_id, t.place,
                    CASE WHEN c.max_running IS NULL THEN s.share
-                        ELSE least(s.share, skiplock.running_allowance(e.company_id, c.max_running))
+                        ELSE least(s.share, skiplock.running_allowance(t.company_id, c.max_running))
                    END AS share
-            FROM eligible AS e
-            JOIN skiplock.companies AS c ON c.id = e.company_id
-            CROSS JOIN (SELECT ceil(wanted::numeric / nullif(count(DISTINCT company_id), 0))::integer
-                               AS share
-                        FROM eligible) AS s
-            GROUP BY e.company_id, c.max_running, s.share
+            FROM turn_order AS t
+            JOIN skiplock.companies AS c ON c.id = t.company_id
+            CROSS JOIN (SELECT ceil(wanted::numeric / nullif(count(*), 0))::integer AS share
+                        FROM turn_order) AS s
         ),
-        -- 4. Lock each company's next jobs, in its own order, SKIP LOCKED: jobs other
-        --    claimers hold now are passed over, never waited for.
+        -- 5. Lock each company's next jobs of each of its pairs, in its own order, SKIP LOCKED:
+        --    jobs other claimers hold now are passed over, never waited for.
         locked AS MATERIALIZED (
             SELECT j.id, j.company_id, j.priority, j.run_at, s.place, s.share
             FROM eligible AS e
@@ -435,8 +442,8 @@ BEGIN
             ) AS j
             WHERE s.share > 0
         ),
-        -- 5. Turns: every company's first job, then every company's second, ... in turn
-        --    order; within a company, priority DESC, run_at, id.
+        -- 6. Turns: every company's first job, then every company's second, ... in turn
+        --    order; within a company (all its types together), priority DESC, run_at, id.
         chosen AS (
             SELECT r.id, r.turn, r.place
             FROM (

@@ -111,3 +111,13 @@ async def big_file(ctx: JobContext, params: dict[str, Any]) -> Output:
         for _ in range(int(params.get("mib", 1))):
             out.write(block_)
     return Output(filename="big.bin", content_type="application/octet-stream", path=path)
+
+
+@register("stubborn")
+async def stubborn(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Ignores being cut short: catches the cancellation and sleeps on."""
+    record_run(ctx)
+    try:
+        await asyncio.sleep(600)
+    except asyncio.CancelledError:
+        await asyncio.sleep(float(params.get("after_cancel", 600)))

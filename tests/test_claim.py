@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from plans import index_rows_read, nested_plans
 from skiplock import store
@@ -29,9 +30,20 @@ def add_jobs(conn: Conn, company_id: uuid.UUID, n: int, job_type: str = "t", **c
 async def claim(
     aconn: AConn, worker: str, limit: int, types: list[str] | None = None, lease: float = 30
 ) -> list[dict[str, Any]]:
-    return await store.claim_jobs(
+    rows = await store.claim_jobs(
         aconn, worker_id=worker, job_types=types or ["t"], limit=limit, lease_seconds=lease
     )
+    return await whole_jobs(aconn, rows)
+
+
+async def whole_jobs(aconn: AConn, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The claimed jobs' whole rows as they are now, in claim order (a claim returns only
+    what a worker needs)."""
+    ids = [row["id"] for row in rows]
+    async with aconn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM skiplock.content_jobs WHERE id = ANY(%s)", (ids,))
+        by_id = {row["id"]: row for row in await cur.fetchall()}
+    return [by_id[job_id] for job_id in ids]
 
 
 async def test_claim_takes_higher_priority_first_then_older_run_at(
@@ -206,7 +218,7 @@ class Claimer:
         )
         if rows:
             self.after = rows[-1]["company_id"]
-        return rows
+        return await whole_jobs(self.aconn, rows)
 
 
 def per_company(rows: list[dict[str, Any]]) -> dict[uuid.UUID, int]:
@@ -281,6 +293,17 @@ async def test_priority_orders_jobs_only_within_a_company(
     assert [r["priority"] for r in rows if r["company_id"] == company_id] == [100, 100, 100]
     rows = await claimer.claim(6)
     assert [r["priority"] for r in rows if r["company_id"] == company_id] == [0, 0, 0]
+
+
+async def test_a_companys_jobs_of_several_types_go_in_its_own_priority_order(
+    conn: Conn, aconn: AConn, company_id: uuid.UUID
+) -> None:
+    add_jobs(conn, company_id, 1, job_type="b", priority=0)
+    add_jobs(conn, company_id, 1, job_type="b", priority=-1)
+    add_jobs(conn, company_id, 1, job_type="a", priority=-2)  # its type sorts first
+    claimer = Claimer(aconn, types=["a", "b"])
+    taken = [(r["job_type"], r["priority"]) for _ in range(3) for r in await claimer.claim(1)]
+    assert taken == [("b", 0), ("b", -1), ("a", -2)]
 
 
 async def test_jobs_not_due_paused_or_of_other_types_leave_the_turn_to_others(

@@ -1,10 +1,11 @@
 """Writing the outcome of attempts, in batches: done (with its asset row), failed, or queued.
 
 Every transaction that changes a job rings NOTIFY, and notifying commits are serialised
-cluster-wide, so outcomes that arrive together are written together: handlers hand their
-outcome to `CompletionWriter.write`, which waits while the previous batch commits and then
-writes everything that gathered meanwhile in one statement per reason (usually one). A done
-job's asset row is written by the same statement, so the two commit together.
+cluster-wide, so outcomes that arrive together are written together: a finished attempt
+hands its outcome to `CompletionWriter.submit` with a callback; the writer waits while the
+previous batch commits and then writes everything that gathered meanwhile in one statement
+per reason (usually one), and calls back. A done job's asset row is written by the same
+statement, so the two commit together.
 
 During a database outage the writer keeps retrying; an outcome is given up only once its
 job's lease is known lost (another worker may have it by then, and the fence would refuse
@@ -57,6 +58,7 @@ class Outcome:
     asset: StoredAsset | None = None
 
 
+Written = Callable[[bool], None]  # called once the outcome is written (True) or refused
 TakeProgress = Callable[[uuid.UUID], dict[str, Any] | None]
 SettleProgress = Callable[[list[uuid.UUID]], Awaitable[None]]
 LeaseLost = Callable[[uuid.UUID], bool]
@@ -77,21 +79,43 @@ class CompletionWriter:
         self._take_progress = take_progress
         self._settle_progress = settle_progress
         self._lease_lost = lease_lost
-        self._queue: list[tuple[Outcome, asyncio.Future[bool]]] = []
+        self._queue: list[tuple[Outcome, Written]] = []
         self._arrived = asyncio.Event()
+        self._writing = False
+        self._drained = asyncio.Event()
+        self._drained.set()
         self.batches = 0
 
-    async def write(self, outcome: Outcome) -> bool:
-        """Write the outcome with the next batch; False if the job was no longer ours.
-        A caller cancelled meanwhile does not take the outcome out of the batch: the writer
-        owns it (it checks the future before resolving it)."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append((outcome, future))
+    def submit(self, outcome: Outcome, written: Written) -> None:
+        """Write the outcome with the next batch, then call written(True), or written(False)
+        if the job was no longer ours. No future and no waiting task per job: the worker's
+        job task ends with its handler (about 2 us of the worker's Python a job)."""
+        self._queue.append((outcome, written))
+        self._drained.clear()
         self._arrived.set()
+
+    async def write(self, outcome: Outcome) -> bool:
+        """submit() for a caller that waits: True once written, False if no longer ours."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def written(ok: bool) -> None:
+            if not future.done():
+                future.set_result(ok)
+
+        self.submit(outcome, written)
         return await future
 
     def idle(self) -> bool:
-        return not self._queue
+        return not self._queue and not self._writing
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait (at most timeout seconds) until every outcome submitted so far is written;
+        False if some still were not."""
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def run(self) -> None:
         while True:
@@ -99,9 +123,14 @@ class CompletionWriter:
             self._arrived.clear()
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                await self._write_batch(batch)
+                self._writing = True
+                try:
+                    await self._write_batch(batch)
+                finally:
+                    self._writing = False
+            self._drained.set()
 
-    async def _write_batch(self, batch: list[tuple[Outcome, asyncio.Future[bool]]]) -> None:
+    async def _write_batch(self, batch: list[tuple[Outcome, Written]]) -> None:
         outcomes = [outcome for outcome, _ in batch]
         if self._settle_progress is not None:  # a progress write of these jobs must land first
             await self._settle_progress([o.job_id for o in outcomes])
@@ -121,9 +150,11 @@ class CompletionWriter:
                 await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
                 failures += 1
         self.batches += 1
-        for outcome, future in batch:
-            if not future.done():
-                future.set_result(outcome.job_id in written)
+        for outcome, done in batch:
+            try:
+                done(outcome.job_id in written)
+            except Exception:  # a bug in a callback must not stop the writer
+                log.exception("after writing the outcome of job %s", outcome.job_id)
 
     async def _write(
         self,

@@ -37,6 +37,8 @@ class HeldJob:
     row: dict[str, Any]
     lease_deadline: float  # time.monotonic() after which the lease may have run out
     running: bool = True  # the handler has not returned yet
+    ended: bool = False  # the attempt is over: slot freed, outcome handed on (once)
+    task: asyncio.Task[None] | None = None  # the job's task, where its handler runs
     stop_reason: str | None = None  # canceled | lease_lost | shutdown, once stopped
     started: float = field(default_factory=time.monotonic)
     # Called by stop(): the runner's wake-up while it waits on the handler. A callback, not

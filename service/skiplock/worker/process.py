@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -103,6 +104,7 @@ class Worker:
         self._held: dict[uuid.UUID, HeldJob] = {}
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._left_behind: set[asyncio.Task[None]] = set()  # handlers that would not stop
         self._doorbell = _Signal()
         self._slot_freed = _Signal()
         self._stopping = asyncio.Event()
@@ -155,6 +157,7 @@ class Worker:
             self._storage,
             max_output_bytes=self.settings.generated_asset_max_bytes,
             report_progress=self._progress.report,
+            on_abandon=self._end_attempt,
         )
         listener = Listener(url, [QUEUED_CHANNEL], self._on_notify, self._on_listen, name="worker")
         await self._register()
@@ -184,7 +187,7 @@ class Worker:
             await self._claim_loop()
             await self._finish_running()
         finally:
-            for task in background:
+            for task in [*background, *self._left_behind]:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self._unregister()
@@ -210,6 +213,7 @@ class Worker:
         """Let running jobs finish within the grace, then hand the rest back."""
         late: set[asyncio.Task[None]] = set(self._tasks)
         if not late:
+            await self._completions.drained(SHUTDOWN_WRITE_SECONDS)
             return
         grace = self.options.grace
         log.info("stopping: %d job(s) running, grace %.1f s", len(late), grace)
@@ -221,6 +225,9 @@ class Worker:
             job.stop("shutdown")
         if late:
             await asyncio.wait(late, timeout=SHUTDOWN_WRITE_SECONDS)
+        # Outcomes are written after their job's task ends: let the last batch commit.
+        if not await self._completions.drained(SHUTDOWN_WRITE_SECONDS):
+            log.warning("stopping: some outcomes were not written; their leases bring them back")
 
     # --------------------------------------------------------------------------------------
     # Claiming
@@ -293,7 +300,7 @@ class Worker:
     def _start(self, job: HeldJob) -> None:
         self._held[job.id] = job
         self._running += 1
-        task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
+        job.task = task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -305,27 +312,39 @@ class Worker:
         except Exception:  # a bug in skiplock itself: let the lease bring the job back
             log.exception("job crashed the runner %s", _JobFields(job))
             outcome = None
-        finally:
-            job.running = False
-            self._running -= 1
-            self._slot_freed.set()
-        try:
-            if outcome is None:
-                log.info("job stopped %s", _JobFields(job, reason=job.stop_reason))
-            else:
-                await self._write(job, outcome)
-        finally:
-            self._progress.take(job.id)
-            self._held.pop(job.id, None)
+        self._end_attempt(job, outcome)
 
-    async def _write(self, job: HeldJob, outcome: Outcome) -> None:
-        written = await self._completions.write(outcome)
-        if not written:
-            if outcome.asset is not None:
-                with contextlib.suppress(OSError):
-                    await self._storage.delete(outcome.asset.stored.object_key)
-            log.warning("job outcome not written: no longer ours %s", _JobFields(job))
+    def _end_attempt(self, job: HeldJob, outcome: Outcome | None) -> None:
+        """The attempt is over (its handler returned, or was left behind): free the slot and
+        hand the outcome to the completion writer. Once per attempt."""
+        if job.ended:
             return
+        job.ended = True
+        if job.task is not None and not job.task.done():  # left behind: nobody waits for it
+            self._tasks.discard(job.task)
+            self._left_behind.add(job.task)
+            job.task.add_done_callback(self._left_behind.discard)
+        job.running = False
+        self._running -= 1
+        self._slot_freed.set()
+        if outcome is None:
+            log.info("job stopped %s", _JobFields(job, reason=job.stop_reason))
+            self._forget(job)
+            return
+        self._completions.submit(outcome, partial(self._written, job, outcome))
+
+    def _written(self, job: HeldJob, outcome: Outcome, written: bool) -> None:
+        try:
+            if written:
+                self._log_written(job, outcome)
+            else:
+                if outcome.asset is not None:  # its row never committed: remove its bytes
+                    self._spawn(self._storage.delete(outcome.asset.stored.object_key))
+                log.warning("job outcome not written: no longer ours %s", _JobFields(job))
+        finally:
+            self._forget(job)
+
+    def _log_written(self, job: HeldJob, outcome: Outcome) -> None:
         self.jobs_finished += 1
         level = logging.INFO if outcome.status == "done" else logging.WARNING
         if log.isEnabledFor(level):
@@ -343,6 +362,16 @@ class Worker:
             )
         if outcome.run_at is not None and not outcome.refund:
             self._note_retry(outcome.run_at.timestamp() - time.time())
+
+    def _forget(self, job: HeldJob) -> None:
+        self._progress.take(job.id)
+        self._held.pop(job.id, None)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run work in a task shutdown waits for, like a job's."""
+        task = asyncio.create_task(_quietly(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _note_retry(self, seconds_from_now: float) -> None:
         at = time.monotonic() + max(seconds_from_now, 0.0)
@@ -414,6 +443,11 @@ class _JobFields:
             duration_ms=self.duration_ms,
             **self.extra,
         )
+
+
+async def _quietly(work: Coroutine[Any, Any, None]) -> None:
+    with contextlib.suppress(OSError):
+        await work
 
 
 def _one_line(exc: BaseException) -> str:
