@@ -114,6 +114,7 @@ CREATE INDEX content_jobs_claim_idx ON skiplock.content_jobs (priority DESC, run
     WHERE status = 'queued';
 
 ALTER TABLE skiplock.content_jobs DROP COLUMN last_event_xid;
+DROP INDEX skiplock.companies_limited_idx;
 ALTER TABLE skiplock.companies DROP COLUMN max_running, DROP COLUMN max_queued;
 
 COMMENT ON FUNCTION skiplock.enqueue_content_job(uuid, text, jsonb, text, integer, timestamptz) IS

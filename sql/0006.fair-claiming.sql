@@ -28,6 +28,13 @@ COMMENT ON COLUMN skiplock.companies.max_running IS
 COMMENT ON COLUMN skiplock.companies.max_queued IS
   'A submit (or any insert) that would take the company''s queued jobs past this is refused: HTTP 429 quota_exceeded, or the max_queued check_violation in SQL (null = unlimited). `skiplock company update ID --max-queued N|none`.';
 
+-- A claim looks up the companies that have a max_running once, in this small index, rather
+-- than every company it serves in companies.
+CREATE INDEX companies_limited_idx ON skiplock.companies (id, max_running)
+    WHERE max_running IS NOT NULL;
+COMMENT ON INDEX skiplock.companies_limited_idx IS
+  'The companies with a max_running, for the claim.';
+
 -- ---------------------------------------------------------------------------------------
 -- The order key of a job's latest event, on the job
 -- ---------------------------------------------------------------------------------------
@@ -397,44 +404,54 @@ BEGIN
             FROM walk AS w
             WHERE w.job_type = ANY (job_types)
               AND w.run_at <= now()
-              AND NOT EXISTS (
-                  SELECT 1 FROM skiplock.paused_job_types AS p
-                  WHERE p.job_type = w.job_type
-                    AND (p.company_id IS NULL OR p.company_id = w.company_id))
+              -- (The first test runs once: with no pause at all, no probe per pair.)
+              AND (NOT EXISTS (SELECT 1 FROM skiplock.paused_job_types)
+                   OR NOT EXISTS (
+                       SELECT 1 FROM skiplock.paused_job_types AS p
+                       WHERE p.job_type = w.job_type
+                         AND (p.company_id IS NULL OR p.company_id = w.company_id)))
             LIMIT wanted * cardinality(job_types)
         ),
-        -- 3. The turn order: the first max_jobs companies, each at its first pair's place.
-        turn_order AS MATERIALIZED (
-            SELECT e.company_id, min(e.step) AS place
+        -- 3. The turn order: each company at its first pair's place; the first max_jobs
+        --    companies get a share of the free slots each (a turn each, as many turns as
+        --    fit), capped by their max_running. Window functions, not joins: a join of two
+        --    of these small sets walked one of them per row of the other.
+        placed AS MATERIALIZED (
+            SELECT e.company_id, e.job_type,
+                   min(e.step) OVER (PARTITION BY e.company_id) AS first_step
             FROM eligible AS e
-            GROUP BY e.company_id
-            ORDER BY place
-            LIMIT wanted
         ),
-        -- 4. Each company's share of the free slots (a turn each, as many turns as fit),
-        --    capped by its max_running.
         shares AS MATERIALIZED (
-            SELECT t.company_id, t.place,
-                   CASE WHEN c.max_running IS NULL THEN s.share
-                        ELSE least(s.share, skiplock.running_allowance(t.company_id, c.max_running))
-                   END AS share
-            FROM turn_order AS t
-            JOIN skiplock.companies AS c ON c.id = t.company_id
-            CROSS JOIN (SELECT ceil(wanted::numeric / nullif(count(*), 0))::integer AS share
-                        FROM turn_order) AS s
+            SELECT r.company_id, r.job_type, r.place,
+                   ceil(wanted::numeric / max(r.place) OVER ())::integer AS share
+            FROM (SELECT p.company_id, p.job_type,
+                         dense_rank() OVER (ORDER BY p.first_step) AS place
+                  FROM placed AS p) AS r
+            WHERE r.place <= wanted
         ),
-        -- 5. Lock each company's next jobs of each of its pairs, in its own order, SKIP LOCKED:
+        capped AS MATERIALIZED (
+            SELECT s.company_id, s.job_type, s.place,
+                   CASE WHEN m.max_running IS NULL THEN s.share
+                        ELSE least(s.share, skiplock.running_allowance(s.company_id, m.max_running))
+                   END AS share
+            FROM shares AS s
+            -- companies_limited_idx: one small probe per pair, none when no company has one.
+            LEFT JOIN LATERAL (
+                SELECT c.max_running FROM skiplock.companies AS c
+                WHERE c.id = s.company_id AND c.max_running IS NOT NULL
+            ) AS m ON true
+        ),
+        -- 4. Lock each company's next jobs of each of its pairs, in its own order, SKIP LOCKED:
         --    jobs other claimers hold now are passed over, never waited for.
         locked AS MATERIALIZED (
             SELECT j.id, j.company_id, j.priority, j.run_at, s.place, s.share
-            FROM eligible AS e
-            JOIN shares AS s ON s.company_id = e.company_id
+            FROM capped AS s
             CROSS JOIN LATERAL (
                 SELECT q.id, q.company_id, q.priority, q.run_at
                 FROM skiplock.content_jobs AS q
                 WHERE q.status = 'queued'
-                  AND q.company_id = e.company_id
-                  AND q.job_type = e.job_type
+                  AND q.company_id = s.company_id
+                  AND q.job_type = s.job_type
                   AND q.run_at <= now()
                 ORDER BY q.priority DESC, q.run_at, q.id
                 LIMIT s.share
@@ -442,7 +459,7 @@ BEGIN
             ) AS j
             WHERE s.share > 0
         ),
-        -- 6. Turns: every company's first job, then every company's second, ... in turn
+        -- 5. Turns: every company's first job, then every company's second, ... in turn
         --    order; within a company (all its types together), priority DESC, run_at, id.
         chosen AS (
             SELECT r.id, r.turn, r.place

@@ -48,7 +48,8 @@ class Workers:
             "SKIPLOCK_LOG_LEVEL": "warning",
             "SKIPLOCK_STORAGE_DIR": str(tmp / "storage"),
             "BENCH_STARTS": str(tmp / "starts.txt"),
-            "PYTHONPATH": str(HERE),
+            # This checkout's skiplock, whatever the venv has installed.
+            "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO / "service")]),
         }
         self.procs = [
             subprocess.Popen(  # noqa: S603  (our own CLI, fixed arguments)
