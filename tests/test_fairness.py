@@ -18,6 +18,7 @@ import pytest
 from api_harness import Api, running_api
 from cli_helpers import one_line_error, run_cli
 from job_handlers import read_runs
+from skiplock.client import AsyncClient, QuotaExceeded
 from worker_harness import start_worker_process, wait_for
 
 Conn = psycopg.Connection[Any]
@@ -174,6 +175,11 @@ async def test_a_submit_past_max_queued_is_429_with_retry_after_and_stores_nothi
         f"{api.acme.prefix}/content-jobs", json={"jobType": "nope"}, headers=api.acme.headers
     )
     assert invalid.status_code == 422
+    # The Python client raises its own error for it.
+    async with AsyncClient(api.base_url, api.acme.api_key, api.acme.company_id) as client:
+        with pytest.raises(QuotaExceeded) as quota:
+            await client.submit("noop")
+    assert quota.value.status == 429 and quota.value.code == "quota_exceeded"
     # Once one has started there is a place again; none lifts the limit.
     api.sql("UPDATE skiplock.content_jobs SET status = 'canceled' WHERE id = %s", (first,))
     await api.submit()

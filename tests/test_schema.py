@@ -16,7 +16,7 @@ from skiplock import store
 Conn = psycopg.Connection[Any]
 
 SPEC_COLUMNS = {
-    "companies": {"id", "name", "created_at"},
+    "companies": {"id", "name", "created_at", "max_running", "max_queued"},
     "api_keys": {"id", "company_id", "key_hash", "created_at", "revoked_at"},
     "content_jobs": {
         "id",
