@@ -348,7 +348,9 @@ DECLARE
 BEGIN
     -- A turn gives each company with due work at most its share of the free slots. A
     -- company with less than its share leaves slots over: the next round offers them to the
-    -- companies that still have jobs, in the same transaction (one commit, one round trip).
+    -- companies that still have jobs, in the same transaction (one commit, one round trip);
+    -- only when one may have more (skiplock.claim_more), so a lone job is not followed by
+    -- an empty round on the wake-up path.
     WHILE wanted > 0 LOOP
         -- The UPDATE below writes its events itself: the event trigger leaves it alone.
         PERFORM set_config('skiplock.events_written', 'on', true);
@@ -497,16 +499,26 @@ BEGIN
         rung AS (
             SELECT pg_notify('content_job_events', jsonb_build_object('companyId', d.company_id)::text)
             FROM (SELECT DISTINCT company_id FROM claimed) AS d
+        ),
+        -- Worth another round? Only if a company took its whole share (it may have more),
+        -- or companies were left out of this one's turn order.
+        more AS (
+            SELECT set_config('skiplock.claim_more', (
+                EXISTS (SELECT 1 FROM locked AS l GROUP BY l.company_id, l.share
+                        HAVING count(*) >= l.share)
+                OR (SELECT count(DISTINCT p.company_id) FROM placed AS p) > wanted)::text,
+                true)
         )
         SELECT c.id, c.company_id, c.job_type, c.status, c.input, c.source_task_id, c.priority,
                c.run_at, c.attempts, c.max_attempts, c.timeout_seconds, c.locked_by,
                c.lease_expires_at
         FROM claimed AS c
-        WHERE (SELECT count(*) FROM rung) >= 0  -- rings the doorbells before the rows go out
+        -- Rings the doorbells (and says whether to go round again) before the rows go out.
+        WHERE (SELECT count(*) FROM rung) >= 0 AND (SELECT count(*) FROM more) = 1
         ORDER BY c.turn, c.place;
         GET DIAGNOSTICS got = ROW_COUNT;
         PERFORM set_config('skiplock.events_written', '', true);
-        EXIT WHEN got = 0;
+        EXIT WHEN got = 0 OR current_setting('skiplock.claim_more', true) IS DISTINCT FROM 'true';
         wanted := wanted - got;
     END LOOP;
 END
