@@ -352,8 +352,6 @@ BEGIN
     -- only when one may have more (skiplock.claim_more), so a lone job is not followed by
     -- an empty round on the wake-up path.
     WHILE wanted > 0 LOOP
-        -- The UPDATE below writes its events itself: the event trigger leaves it alone.
-        PERFORM set_config('skiplock.events_written', 'on', true);
         RETURN QUERY
         WITH RECURSIVE
         -- 1. The (company, job type) pairs with queued jobs, one index probe each, in turn
@@ -475,6 +473,11 @@ BEGIN
             ORDER BY r.turn, r.place
             LIMIT wanted
         ),
+        -- The UPDATE below writes its events itself: the event trigger leaves it alone
+        -- (and consumes the setting). Set by the UPDATE's FROM, before its first row.
+        written AS (
+            SELECT set_config('skiplock.events_written', 'on', true)
+        ),
         claimed AS (
             UPDATE skiplock.content_jobs AS j
             SET status = 'running',
@@ -485,7 +488,7 @@ BEGIN
                 finished_at = NULL,
                 lease_expires_at = now() + make_interval(secs => lease_seconds),
                 last_event_xid = greatest(pg_current_xact_id(), j.last_event_xid)
-            FROM chosen AS c
+            FROM chosen AS c, written
             WHERE j.id = c.id
             RETURNING j.*, c.turn, c.place
         ),
@@ -517,7 +520,6 @@ BEGIN
         WHERE (SELECT count(*) FROM rung) >= 0 AND (SELECT count(*) FROM more) = 1
         ORDER BY c.turn, c.place;
         GET DIAGNOSTICS got = ROW_COUNT;
-        PERFORM set_config('skiplock.events_written', '', true);
         EXIT WHEN got = 0 OR current_setting('skiplock.claim_more', true) IS DISTINCT FROM 'true';
         wanted := wanted - got;
     END LOOP;
@@ -557,10 +559,13 @@ SET jit = off
 SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
-    -- The UPDATE below writes its events itself: the event trigger leaves it alone.
-    PERFORM set_config('skiplock.events_written', 'on', true);
     RETURN QUERY
-    WITH outcome AS (
+    WITH written AS (
+        -- The UPDATE below writes its events itself: the event trigger leaves it alone
+        -- (and consumes the setting). Set by the UPDATE's FROM, before its first row.
+        SELECT set_config('skiplock.events_written', 'on', true)
+    ),
+    outcome AS (
         SELECT *
         FROM unnest(finish_content_jobs.job_ids, finish_content_jobs.attempts,
                     finish_content_jobs.statuses, finish_content_jobs.error_messages,
@@ -584,7 +589,7 @@ BEGIN
             -- On the newest row version (also after waiting on its lock): the order key of
             -- this change's events (SPEC §2).
             last_event_xid = greatest(pg_current_xact_id(), j.last_event_xid)
-        FROM outcome AS o
+        FROM outcome AS o, written
         -- Fenced: still this worker's, at the attempt it claimed, still running. IS TRUE
         -- hides the status test from index matching: as a plain status = 'running' it let
         -- stale statistics ("no job runs") walk every running job and join each to the
@@ -653,7 +658,6 @@ BEGIN
     )
     SELECT w.id FROM finished AS w
     WHERE (SELECT count(*) FROM rung) >= 0;  -- rings the doorbells before the ids go out
-    PERFORM set_config('skiplock.events_written', '', true);
 END
 $$;
 COMMENT ON FUNCTION skiplock.finish_content_jobs(text, text, uuid[], integer[], text[], text[], timestamptz[], boolean[], jsonb[], uuid[], text[], text[], text[], bigint[], text[], text[]) IS

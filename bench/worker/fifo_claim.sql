@@ -39,9 +39,11 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 BEGIN
-    PERFORM set_config('skiplock.events_written', 'on', true);
     RETURN QUERY
-    WITH claimable AS MATERIALIZED (
+    WITH written AS (
+        SELECT set_config('skiplock.events_written', 'on', true)
+    ),
+    claimable AS MATERIALIZED (
         SELECT q.id
         FROM skiplock.content_jobs AS q
         WHERE q.status = 'queued'
@@ -65,7 +67,7 @@ BEGIN
             finished_at = NULL,
             lease_expires_at = now() + make_interval(secs => lease_seconds),
             last_event_xid = greatest(pg_current_xact_id(), j.last_event_xid)
-        FROM claimable AS c
+        FROM claimable AS c, written
         WHERE j.id = c.id
         RETURNING j.*
     ),
@@ -85,6 +87,5 @@ BEGIN
     FROM claimed AS c
     WHERE (SELECT count(*) FROM rung) >= 0
     ORDER BY c.priority DESC, c.run_at, c.id;
-    PERFORM set_config('skiplock.events_written', '', true);
 END
 $$;
