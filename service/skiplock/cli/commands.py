@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=_positive_int, help="repetitions (default 3; 1 quick)")
     bench.add_argument("--out", type=Path, help="report to write (default bench/RESULTS.md)")
     bench.add_argument(
-        "--only", metavar="CASES", help="a subset of drain,wakeup,enqueue,http,sse,ceiling"
+        "--only", metavar="CASES", help="a subset of drain,wakeup,enqueue,noisy,http,sse,ceiling"
     )
     bench.set_defaults(run=_run_bench)
 
