@@ -20,7 +20,6 @@ prepared), with no session setting: the functions carry their own.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -32,31 +31,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "service"))
 sys.path.insert(0, str(HERE.parent))
 
-from cluster import fresh_database, server  # noqa: E402
+from cluster import fresh_database, server, skiplock_functions  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent / "peers"))
 from driver import postgres_cpu_seconds  # noqa: E402  (bench/peers/driver.py)
 
 from skiplock import store  # noqa: E402
 
-REPO = HERE.parent.parent
-
-
-def without_events() -> str:
-    """claim_content_jobs() and finish_content_jobs() of sql/0006 without their event rows."""
-    migration = (REPO / "sql/0006.fair-claiming.sql").read_text()
-    functions = []
-    for name, indent in (("claim_content_jobs", "        "), ("finish_content_jobs", "    ")):
-        start = migration.index(f"CREATE FUNCTION skiplock.{name}(")
-        body = migration[start : migration.index("$$;", start) + 3]
-        body = re.sub(rf"{indent}logged AS \(.*?\n{indent}\),\n", "", body, flags=re.S)
-        functions.append(body.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"))
-    return "\n".join(functions)
-
-
 MODES = {
     "as shipped": lambda: [],
-    "no events": lambda: [without_events()],
+    "no events": lambda: [skiplock_functions(events=False)],
     "FIFO claim": lambda: [(HERE / "fifo_claim.sql").read_text()],
 }
 
