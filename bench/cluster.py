@@ -7,6 +7,7 @@ system's binaries, unless DATABASE_URL names a server whose role may create data
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import sys
@@ -63,3 +64,18 @@ def fresh_database(server_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def skiplock_functions(events: bool = True) -> str:
+    """CREATE OR REPLACE of the worker's claim_content_jobs() and finish_content_jobs() as
+    sql/0006 ships them, or (events=False) with their event rows left out: what the event
+    log costs, for the bench's with/without cases."""
+    migration = (REPO / "sql/0006.fair-claiming.sql").read_text()
+    functions = []
+    for name, indent in (("claim_content_jobs", "        "), ("finish_content_jobs", "    ")):
+        start = migration.index(f"CREATE FUNCTION skiplock.{name}(")
+        body = migration[start : migration.index("$$;", start) + 3]
+        if not events:
+            body = re.sub(rf"{indent}logged AS \(.*?\n{indent}\),\n", "", body, flags=re.S)
+        functions.append(body.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
+    return "\n".join(functions)

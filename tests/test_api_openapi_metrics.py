@@ -137,7 +137,7 @@ async def test_openapi_describes_parameters_security_and_errors(api: Api) -> Non
     assert document["paths"]["/metrics"]["get"]["security"] == []
     submit = document["paths"]["/companies/{companyId}/content-jobs"]["post"]
     assert set(submit["responses"]) == {
-        "202", "400", "401", "403", "404", "409", "413", "415", "422", "503",
+        "202", "400", "401", "403", "404", "409", "413", "415", "422", "429", "503",
     }  # fmt: skip
     content = document["paths"][CONTENT]["get"]["responses"]
     assert {"200", "206", "304", "416"} <= set(content)

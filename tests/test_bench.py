@@ -36,3 +36,6 @@ def test_quick_bench_writes_its_section_and_keeps_the_rest(server_url: str, tmp_
     assert re.search(r"^\| 1 \| skiplock \| default \| [0-9,]+", text, re.MULTILINE)
     assert re.search(r"^\| INSERT \+ NOTIFY \| 8 \| [0-9,]+", text, re.MULTILINE)
     assert "| pgqueuer | default | not run |" in text
+    assert re.search(r"^\| companies take turns \(shipped\) \| [0-9.]+", text, re.MULTILINE)
+    assert re.search(r"^\| FIFO \(before 0006\) \| [0-9,.]+", text, re.MULTILINE)
+    assert re.search(r"^\| database CPU per drained job, 1 process, µs \|", text, re.MULTILINE)

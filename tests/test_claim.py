@@ -7,7 +7,9 @@ import uuid
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
+from plans import index_rows_read, nested_plans
 from skiplock import store
 
 Conn = psycopg.Connection[Any]
@@ -28,9 +30,20 @@ def add_jobs(conn: Conn, company_id: uuid.UUID, n: int, job_type: str = "t", **c
 async def claim(
     aconn: AConn, worker: str, limit: int, types: list[str] | None = None, lease: float = 30
 ) -> list[dict[str, Any]]:
-    return await store.claim_jobs(
+    rows = await store.claim_jobs(
         aconn, worker_id=worker, job_types=types or ["t"], limit=limit, lease_seconds=lease
     )
+    return await whole_jobs(aconn, rows)
+
+
+async def whole_jobs(aconn: AConn, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The claimed jobs' whole rows as they are now, in claim order (a claim returns only
+    what a worker needs)."""
+    ids = [row["id"] for row in rows]
+    async with aconn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM skiplock.content_jobs WHERE id = ANY(%s)", (ids,))
+        by_id = {row["id"]: row for row in await cur.fetchall()}
+    return [by_id[job_id] for job_id in ids]
 
 
 async def test_claim_takes_higher_priority_first_then_older_run_at(
@@ -174,3 +187,208 @@ async def test_claim_skips_a_type_paused_for_one_company_only(
     except psycopg.errors.UniqueViolation:
         pass
     conn.execute("INSERT INTO paused_job_types (job_type) VALUES ('t')")
+
+
+# ------------------------------------------------------------------------------------------
+# Companies take turns (SPEC §3)
+# ------------------------------------------------------------------------------------------
+
+
+def new_company(conn: Conn, name: str) -> uuid.UUID:
+    row = conn.execute("INSERT INTO companies (name) VALUES (%s) RETURNING id", (name,)).fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+class Claimer:
+    """Claims as a worker does: each claim goes on after the company the last one ended on."""
+
+    def __init__(self, aconn: AConn, name: str = "w", types: list[str] | None = None) -> None:
+        self.aconn, self.name, self.types = aconn, name, types or ["t"]
+        self.after: uuid.UUID | None = None
+
+    async def claim(self, limit: int) -> list[dict[str, Any]]:
+        rows = await store.claim_jobs(
+            self.aconn,
+            worker_id=self.name,
+            job_types=self.types,
+            limit=limit,
+            lease_seconds=30,
+            after=self.after,
+        )
+        if rows:
+            self.after = rows[-1]["company_id"]
+        return await whole_jobs(self.aconn, rows)
+
+
+def per_company(rows: list[dict[str, Any]]) -> dict[uuid.UUID, int]:
+    counts: dict[uuid.UUID, int] = {}
+    for row in rows:
+        counts[row["company_id"]] = counts.get(row["company_id"], 0) + 1
+    return counts
+
+
+async def test_two_companies_with_equal_backlogs_share_every_claim_evenly(
+    conn: Conn, aconn: AConn, company_id: uuid.UUID
+) -> None:
+    other = new_company(conn, "other")
+    add_jobs(conn, company_id, 60)
+    add_jobs(conn, other, 60)
+    claimer = Claimer(aconn)
+    for _ in range(5):
+        assert sorted(per_company(await claimer.claim(10)).values()) == [5, 5]
+    # An odd number of slots: the odd job goes to each company in turn.
+    firsts = [per_company(await claimer.claim(3)) for _ in range(4)]
+    assert sum(c.get(company_id, 0) for c in firsts) == 6
+    assert sum(c.get(other, 0) for c in firsts) == 6
+
+
+async def test_three_companies_take_turns_one_job_each_per_turn(
+    conn: Conn, aconn: AConn, company_id: uuid.UUID
+) -> None:
+    companies = [company_id, new_company(conn, "b"), new_company(conn, "c")]
+    for company in companies:
+        add_jobs(conn, company, 30)
+    claimer = Claimer(aconn)
+    # Fewer slots than companies: the turn goes round across claims, one job each.
+    taken = [row["company_id"] for _ in range(6) for row in await claimer.claim(2)]
+    assert [taken.count(c) for c in companies] == [4, 4, 4]
+    assert all(taken[i] != taken[i + 1] for i in range(len(taken) - 1))
+    # More slots than companies: a turn each, as many turns as fit, in turn order.
+    rows = await claimer.claim(9)
+    assert sorted(per_company(rows).values()) == [3, 3, 3]
+    order = [row["company_id"] for row in rows]
+    assert order[:3] == order[3:6] == order[6:9] and len(set(order[:3])) == 3
+
+
+async def test_a_lone_job_is_claimed_by_the_next_claim_while_another_company_has_10000(
+    conn: Conn, aconn: AConn, company_id: uuid.UUID
+) -> None:
+    add_jobs(conn, company_id, 10_000)
+    claimer = Claimer(aconn)
+    for _ in range(3):
+        assert per_company(await claimer.claim(4)) == {company_id: 4}
+    lone_company = new_company(conn, "lone")
+    add_jobs(conn, lone_company, 1)
+    # One free slot: the turn after the busy company's is the other's.
+    [row] = await claimer.claim(1)
+    assert row["company_id"] == lone_company
+    assert per_company(await claimer.claim(4)) == {company_id: 4}
+    # With more free slots the lone job is in the very next claim, beside the backlog's.
+    add_jobs(conn, lone_company, 1)
+    rows = await claimer.claim(8)
+    assert per_company(rows) == {company_id: 7, lone_company: 1}
+
+
+async def test_priority_orders_jobs_only_within_a_company(
+    conn: Conn, aconn: AConn, company_id: uuid.UUID
+) -> None:
+    other = new_company(conn, "other")
+    add_jobs(conn, company_id, 3, priority=0)
+    add_jobs(conn, company_id, 3, priority=100)
+    add_jobs(conn, other, 6, priority=-5)
+    claimer = Claimer(aconn)
+    rows = await claimer.claim(6)
+    assert per_company(rows) == {company_id: 3, other: 3}  # priority never jumps the turn
+    assert [r["priority"] for r in rows if r["company_id"] == company_id] == [100, 100, 100]
+    rows = await claimer.claim(6)
+    assert [r["priority"] for r in rows if r["company_id"] == company_id] == [0, 0, 0]
+
+
+async def test_a_companys_jobs_of_several_types_go_in_its_own_priority_order(
+    conn: Conn, aconn: AConn, company_id: uuid.UUID
+) -> None:
+    add_jobs(conn, company_id, 1, job_type="b", priority=0)
+    add_jobs(conn, company_id, 1, job_type="b", priority=-1)
+    add_jobs(conn, company_id, 1, job_type="a", priority=-2)  # its type sorts first
+    claimer = Claimer(aconn, types=["a", "b"])
+    taken = [(r["job_type"], r["priority"]) for _ in range(3) for r in await claimer.claim(1)]
+    assert taken == [("b", 0), ("b", -1), ("a", -2)]
+
+
+async def test_jobs_not_due_paused_or_of_other_types_leave_the_turn_to_others(
+    conn: Conn, aconn: AConn, company_id: uuid.UUID
+) -> None:
+    scheduled, paused, elsewhere, ready = (new_company(conn, n) for n in "spod")
+    add_jobs(conn, scheduled, 5, run_at="2999-01-01T00:00:00Z")
+    add_jobs(conn, paused, 5)
+    add_jobs(conn, elsewhere, 5, job_type="other")
+    add_jobs(conn, ready, 5)
+    conn.execute("INSERT INTO paused_job_types (job_type, company_id) VALUES ('t', %s)", (paused,))
+    rows = await Claimer(aconn).claim(4)
+    assert per_company(rows) == {ready: 4}
+
+
+async def test_a_claim_of_a_paused_backlog_reads_one_entry_of_it_not_all(
+    conn: Conn, aconn: AConn, company_id: uuid.UUID
+) -> None:
+    """A company's paused type with 10,000 queued jobs costs a claim one index probe."""
+    other = new_company(conn, "other")
+    add_jobs(conn, company_id, 10_000)
+    add_jobs(conn, other, 2)
+    conn.execute(
+        "INSERT INTO paused_job_types (job_type, company_id) VALUES ('t', %s)", (company_id,)
+    )
+    conn.execute("ANALYZE content_jobs")
+    params = {"worker_id": "w", "job_types": ["t"], "limit": 10, "lease_seconds": 30}
+    plans = nested_plans(conn, "claim_jobs", {**params, "after": None}, analyze=True)
+    claimed = conn.execute("SELECT count(*) FROM content_jobs WHERE status = 'running'")
+    assert claimed.fetchone() == (2,)
+    read = index_rows_read(plans, "content_jobs_due_idx") + index_rows_read(
+        plans, "content_jobs_claim_idx"
+    )
+    assert read < 50, f"the claim read {read} index entries"
+
+
+# ------------------------------------------------------------------------------------------
+# max_running (SPEC §3)
+# ------------------------------------------------------------------------------------------
+
+
+async def test_max_running_holds_however_many_claimers_race(
+    database_url: str, conn: Conn, company_id: uuid.UUID
+) -> None:
+    other = new_company(conn, "other")
+    conn.execute("UPDATE companies SET max_running = 3 WHERE id = %s", (company_id,))
+    add_jobs(conn, company_id, 100)
+    add_jobs(conn, other, 100)
+
+    async def claimer(name: str) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
+            worker = Claimer(c, name)
+            while batch := await worker.claim(5):
+                got.extend(batch)
+        return got
+
+    results = await asyncio.gather(*(claimer(f"w{i}") for i in range(6)))
+    everything = [row for rows in results for row in rows]
+    assert per_company(everything) == {company_id: 3, other: 100}
+    running = conn.execute(
+        "SELECT count(*) FROM content_jobs WHERE company_id = %s AND status = 'running'",
+        (company_id,),
+    )
+    assert running.fetchone() == (3,)
+
+    # One finishes: one place; max_running none: every remaining job.
+    done = everything[[r["company_id"] for r in everything].index(company_id)]["id"]
+    conn.execute("UPDATE content_jobs SET status = 'done' WHERE id = %s", (done,))
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
+        assert per_company(await Claimer(c, "x").claim(10)) == {company_id: 1}
+        conn.execute("UPDATE companies SET max_running = NULL WHERE id = %s", (company_id,))
+        assert len(await Claimer(c, "y").claim(200)) == 96
+
+
+async def test_a_freed_place_under_max_running_rings_the_doorbell(
+    database_url: str, conn: Conn, aconn: AConn, company_id: uuid.UUID
+) -> None:
+    conn.execute("UPDATE companies SET max_running = 1 WHERE id = %s", (company_id,))
+    add_jobs(conn, company_id, 2)
+    [held] = await Claimer(aconn).claim(5)
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN content_jobs_queued")
+        conn.execute("UPDATE content_jobs SET status = 'canceled' WHERE id = %s", (held["id"],))
+        assert [n.payload for n in listener.notifies(timeout=1.0, stop_after=1)] == ["t"]
+        # Lifting the limit rings too: the waiting job can start.
+        conn.execute("UPDATE companies SET max_running = 5 WHERE id = %s", (company_id,))
+        assert [n.payload for n in listener.notifies(timeout=1.0, stop_after=1)] == ["t"]

@@ -31,6 +31,7 @@ ALL = (
     "0003.batch-enqueue",
     "0004.pause-and-running-hint",
     "0005.storage",
+    "0006.fair-claiming",
     "0007.webhooks-schedules",
     "0008.operations",
 )

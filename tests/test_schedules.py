@@ -334,12 +334,6 @@ async def test_a_scheduled_job_is_an_ordinary_job_with_events_and_webhooks(
 
 
 async def test_a_tick_that_would_pass_max_queued_is_skipped(api: Api, database_url: str) -> None:
-    has_limit = api.sql(
-        "SELECT 1 FROM information_schema.columns WHERE table_schema = 'skiplock' "
-        "AND table_name = 'companies' AND column_name = 'max_queued'"
-    )
-    if not has_limit:
-        pytest.skip("companies.max_queued comes with the per-company limits (issue 15)")
     api.sql("UPDATE skiplock.companies SET max_queued = 1 WHERE id = %s", (api.acme.company_id,))
     await api.submit("noop", runAt="2999-01-01T00:00:00Z")  # the one queued job allowed
     schedule = await create_schedule(api, intervalSeconds=60)

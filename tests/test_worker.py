@@ -165,6 +165,27 @@ async def test_cancel_in_sql_interrupts_handler_within_a_second(
     assert [t for t, _ in events(conn, job_id)][-1] == "content_job.canceled"
 
 
+async def test_a_handler_that_ignores_being_cut_short_is_left_behind_and_the_slot_freed(
+    conn: Conn, company_id: uuid.UUID, database_url: str, tmp_path: Path
+) -> None:
+    timed_out = enqueue(conn, company_id, "stubborn", timeout_seconds=1, max_attempts=1)
+    canceled = enqueue(conn, company_id, "stubborn", priority=-1)
+    behind = enqueue(conn, company_id, "noop", priority=-2)
+    async with running_worker(database_url, tmp_path / "storage", concurrency=1):
+        # The timeout cuts it short; a second later the worker moves on without it.
+        started = time.monotonic()
+        await await_for(status_is(conn, timed_out, "failed"), timeout=10)
+        assert time.monotonic() - started < 2 * (1 + 1) + 1  # timeout, then unwind (2x slack)
+        assert job(conn, timed_out)["error_message"].startswith("timed out after 1.0 s")
+        await await_for(status_is(conn, canceled, "running"), timeout=10)
+        conn.execute(
+            "UPDATE skiplock.content_jobs SET status = 'canceled' WHERE id = %s", (canceled,)
+        )
+        # Canceled: not waited for past the unwind second either; the next job runs.
+        await await_for(status_is(conn, behind, "done"), timeout=10)
+        assert job(conn, canceled)["status"] == "canceled"
+
+
 async def test_progress_is_throttled_to_one_write_a_second_and_last_value_lands(
     conn: Conn, company_id: uuid.UUID, database_url: str, tmp_path: Path
 ) -> None:

@@ -7,8 +7,10 @@ tables of setup.sql and empties skiplock's job tables. pgbench runs `-n -M prepa
 
 - INSERT cases (plain, + NOTIFY, + an event-log row, skiplock's enqueue_content_job()) at
   1 and 8 connections for `seconds` (-T).
-- claim+complete cases, on the minimal table (setup.sql) and on skiplock's schema, 100 rows
-  or 1 row per claim, 1 and 2 connections, with and without the event trigger(s). They
+- claim+complete cases, on the minimal table (setup.sql) and on skiplock's schema (with the
+  worker's claim_content_jobs() and finish_content_jobs()), 100 rows or 1 row per claim, 1
+  and 2 connections, with and without the event log (the minimal table's trigger; on
+  skiplock's schema its triggers off and the two functions without their event rows). They
   need rows to claim: the table is filled first (triggers off, then ANALYZE) and pgbench
   runs a fixed number of transactions per client (-t) sized to about `seconds`, so the
   queue never runs dry. jobs/s = transactions/s x rows per claim.
@@ -29,6 +31,9 @@ import psycopg
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "service"))
+sys.path.insert(0, str(HERE.parent))
+
+from cluster import skiplock_functions  # noqa: E402  (bench/cluster.py)
 
 from skiplock.embedded.binaries import find_postgres_bindir  # noqa: E402
 
@@ -61,7 +66,7 @@ def _cases() -> list[Case]:
     cases = [Case(label, script, c) for c in (1, 8) for label, script in inserts]
     for schema, script, trigger in (
         ("minimal", "minimal_claim_complete.sql", "event trigger"),
-        ("skiplock", "skiplock_claim_complete.sql", "skiplock's triggers"),
+        ("skiplock", "skiplock_claim_complete.sql", "skiplock's event log"),
     ):
         for batch in (100, 1):
             for triggers in (True, False):
@@ -122,6 +127,7 @@ def fill(conn: psycopg.Connection[Any], case: Case, company: str, seconds: float
             (company, rows),
         )
         conn.execute("ALTER TABLE skiplock.content_jobs ENABLE TRIGGER USER")
+        conn.execute(skiplock_functions(events=case.triggers))
     if not case.triggers:
         conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
     conn.execute(f"ANALYZE {table}")

@@ -1,21 +1,18 @@
--- One worker round on skiplock's schema: claim :batch due jobs (SKIP LOCKED) in one statement,
--- then finish them all by id in another. Each statement is its own notifying commit (one
--- doorbell per company), with the event-log rows written by the triggers.
-WITH claimable AS MATERIALIZED (
-    SELECT id FROM skiplock.content_jobs
-    WHERE status = 'queued' AND run_at <= now() AND job_type = ANY ('{noop}')
-    ORDER BY priority DESC, run_at, id
-    LIMIT :batch
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE skiplock.content_jobs AS j
-    SET status = 'running', attempts = j.attempts + 1, locked_by = 'bench-' || :client_id,
-        started_at = now(), updated_at = now(), lease_expires_at = now() + interval '30 seconds'
-    FROM claimable WHERE j.id = claimable.id
-    RETURNING j.id
-)
-SELECT coalesce(array_agg(id), '{}')::text AS ids FROM claimed
+-- One worker round on skiplock's schema, with the worker's own statements: claim :batch due
+-- jobs (companies taking turns, SKIP LOCKED) with claim_content_jobs(), then finish them all
+-- with finish_content_jobs(). Each is its own notifying commit (one doorbell per company),
+-- and each writes its jobs' events itself.
+SELECT coalesce(array_agg(id), '{}')::text AS ids,
+       coalesce(array_agg(attempts), '{}')::text AS attempts,
+       count(*) AS n
+FROM skiplock.claim_content_jobs('bench-' || :client_id, '{noop}', :batch, 30)
 \gset
-UPDATE skiplock.content_jobs
-SET status = 'done', finished_at = now(), updated_at = now()
-WHERE id = ANY (:ids::uuid[]) AND locked_by = 'bench-' || :client_id AND status = 'running';
+SELECT count(*)
+FROM skiplock.finish_content_jobs(
+    'bench-' || :client_id, '', :ids::uuid[], :attempts::integer[],
+    array_fill('done'::text, ARRAY[:n::integer]), array_fill(NULL::text, ARRAY[:n::integer]),
+    array_fill(NULL::timestamptz, ARRAY[:n::integer]), array_fill(false, ARRAY[:n::integer]),
+    array_fill(NULL::jsonb, ARRAY[:n::integer]), array_fill(NULL::uuid, ARRAY[:n::integer]),
+    array_fill(NULL::text, ARRAY[:n::integer]), array_fill(NULL::text, ARRAY[:n::integer]),
+    array_fill(NULL::text, ARRAY[:n::integer]), array_fill(NULL::bigint, ARRAY[:n::integer]),
+    array_fill(NULL::text, ARRAY[:n::integer]), array_fill(NULL::text, ARRAY[:n::integer]));

@@ -58,7 +58,7 @@ import chancy_jobs
 import psycopg
 from chancy import Chancy, Job, Queue, Worker
 from chancy.hub import Event
-from driver import interface_parser, logger, proc_status_mib
+from driver import CpuMeter, interface_parser, logger, proc_status_mib
 from psycopg import sql
 
 QUEUE = "default"  # the queue the workers serve from their start
@@ -248,8 +248,11 @@ async def drain(app: Chancy, args: argparse.Namespace) -> dict[str, Any]:
             await conn.execute("CHECKPOINT")
             idle = group.memory_mib("VmRSS")
             log("releasing")
+            meter = CpuMeter(conn.info.backend_pid, (proc.pid for proc in group.procs))
             await app.declare(make_queue(DRAIN_QUEUE, args.profile))
+            meter.start()
             finished = await wait_finished(conn, f"{app.prefix}jobs", DRAIN_QUEUE)
+            meter.stop()
         peak = group.memory_mib("VmHWM")
         starts = [started for _, started in group.starts()]
         concurrency = group.concurrency
@@ -265,6 +268,7 @@ async def drain(app: Chancy, args: argparse.Namespace) -> dict[str, Any]:
         "boot_s": round(boot, 3),
         "rss_idle_mib": idle,
         "rss_peak_mib": peak,
+        **meter.per_job_us(args.jobs),
     }
 
 

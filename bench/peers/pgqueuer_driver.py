@@ -57,7 +57,7 @@ from psycopg.conninfo import conninfo_to_dict
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from driver import interface_parser, logger, proc_status_mib  # noqa: E402
+from driver import CpuMeter, interface_parser, logger, proc_status_mib  # noqa: E402
 from pgqueuer_worker import ENTRYPOINT  # noqa: E402
 
 QUEUE_TABLE = "pgqueuer"  # PgQueuer's default name (no prefix, no schema configured)
@@ -243,7 +243,11 @@ async def drain(dsn: str, jobs: int, processes: int, batch_size: int) -> dict[st
             release_at = await enqueue_parked(conn, queries, jobs)
             log(f"{jobs} jobs parked, ANALYZE + CHECKPOINT done; release at {release_at:.3f}")
             await asyncio.sleep(release_at - time.time() - 0.1)
+            backend = await conn.fetchval("SELECT pg_backend_pid()")
+            meter = CpuMeter(backend, (proc.pid for proc in workers.procs))
+            meter.start()
             finished = await wait_until_empty(conn, workers, timeout=max(300, jobs / 50))
+            meter.stop()
             peak = workers.rss_mib("VmHWM")
             query = f"SELECT max(created) FROM {LOG_TABLE} WHERE status = 'successful'"  # noqa: S608
             last_logged = (await conn.fetchval(query)).timestamp()
@@ -267,6 +271,7 @@ async def drain(dsn: str, jobs: int, processes: int, batch_size: int) -> dict[st
         "boot_s": round(boot, 3),
         "rss_idle_mib": idle,
         "rss_peak_mib": peak,
+        **meter.per_job_us(jobs),
     }
 
 

@@ -39,7 +39,7 @@ import psycopg
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from driver import interface_parser, logger, proc_status_mib  # noqa: E402
+from driver import CpuMeter, interface_parser, logger, proc_status_mib  # noqa: E402
 from procrastinate_app import HOLD_QUEUE, QUEUE, app, connector, noop  # noqa: E402
 
 PROFILES = {"default": 1, "raised": 30}  # worker --concurrency
@@ -219,12 +219,15 @@ async def drain(
             await conn.execute("CHECKPOINT")
             workers.check_alive()
             log("releasing")
+            meter = CpuMeter(conn.info.backend_pid, (proc.pid for proc in workers.procs))
             if (moved := await release(conn)) != jobs:
                 raise RuntimeError(f"released {moved} jobs, expected {jobs}")
+            meter.start()
             while await one(conn, UNFINISHED):
                 workers.check_alive()
                 await asyncio.sleep(POLL_S)
             finished = time.time()
+            meter.stop()
             statuses = await one(
                 conn,
                 "SELECT json_object_agg(status, n) FROM "
@@ -246,6 +249,7 @@ async def drain(
         "boot_s": round(boot, 3),
         "rss_idle_mib": idle,
         "rss_peak_mib": peak,
+        **meter.per_job_us(jobs),
     }
     detail = (
         f"jobs batch_defer_async'ed ({BATCH} per call) to queue {HOLD_QUEUE!r}, which the "

@@ -1,7 +1,8 @@
 """skiplock's driver for the side-by-side benchmark (interface: bench/peers/README.md).
 
 Runs in the project's venv (`.venv/bin/python`), not bench/.venv: it measures this
-checkout. drain and wakeup reuse bench/worker/run.py; enqueue goes through SQL:
+checkout. drain, wakeup and noisy (noisy neighbour, skiplock only) reuse bench/worker/run.py;
+enqueue goes through SQL:
 `enqueue_content_job()` one call per job, and `enqueue_content_jobs()` (one statement
 per batch of 1,000).
 """
@@ -49,6 +50,12 @@ def enqueue(url: str, jobs: int) -> dict[str, float]:
 
 def main() -> None:
     parser = interface_parser(__doc__.splitlines()[0], PROFILES)
+    parser.add_argument(
+        "--claim",
+        choices=worker_bench.CLAIMS,
+        default="fair",
+        help="noisy: the shipped claim (fair) or the one before 0006 (fifo)",
+    )
     args = parser.parse_args()
     db.migrate(args.database_url)
     concurrency = PROFILES[args.profile]
@@ -69,9 +76,13 @@ def main() -> None:
             "boot_s": figures["boot_s"],
             "rss_idle_mib": [figures["idle_rss_mib"]],
             "rss_peak_mib": [figures["peak_rss_mib"]],
+            "db_cpu_us_per_job": figures["db_cpu_us_per_job"],
+            "worker_cpu_us_per_job": figures["worker_cpu_us_per_job"],
         }
     elif args.workload == "wakeup":
         result["latencies_ms"] = worker_bench.wake_up_in(args.database_url)
+    elif args.workload == "noisy":
+        result |= worker_bench.noisy_in(args.database_url, args.claim, backlog=args.jobs)
     else:
         result |= {"jobs": args.jobs, **enqueue(args.database_url, args.jobs)}
     print(json.dumps(result))

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "bench" / "peers"))
 
 from cluster import fresh_database, server  # noqa: E402
-from driver import proc_status_mib  # noqa: E402  (bench/peers/driver.py)
+from driver import CpuMeter, proc_status_mib  # noqa: E402  (bench/peers/driver.py)
 
 
 class Workers:
@@ -48,7 +48,8 @@ class Workers:
             "SKIPLOCK_LOG_LEVEL": "warning",
             "SKIPLOCK_STORAGE_DIR": str(tmp / "storage"),
             "BENCH_STARTS": str(tmp / "starts.txt"),
-            "PYTHONPATH": str(HERE),
+            # This checkout's skiplock, whatever the venv has installed.
+            "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO / "service")]),
         }
         self.procs = [
             subprocess.Popen(  # noqa: S603  (our own CLI, fixed arguments)
@@ -120,11 +121,20 @@ def drain_in(url: str, jobs: int, processes: int, concurrency: int) -> dict[str,
                 )
                 conn.execute("ANALYZE skiplock.content_jobs")
                 conn.execute("CHECKPOINT")
+                meter = CpuMeter(conn.info.backend_pid, (p.pid for p in workers.procs))
                 conn.execute("UPDATE skiplock.content_jobs SET run_at = now(), updated_at = now()")
-                while conn.execute(
-                    "SELECT count(*) FROM skiplock.content_jobs WHERE status <> 'done'"
-                ).fetchone()[0]:
-                    time.sleep(0.05)
+                # From the release on: the releasing UPDATE is set-up, not the drain (PgQueuer's
+                # jobs are released by its own timer, with no statement of ours).
+                meter.start()
+                # A cheap poll (the company's status index), so the poll itself hardly
+                # shows in the database CPU measured over the drain.
+                unfinished = (
+                    "SELECT EXISTS (SELECT FROM skiplock.content_jobs "
+                    "WHERE company_id = %s AND status IN ('queued', 'running'))"
+                )
+                while conn.execute(unfinished, (company_id,)).fetchone()[0]:
+                    time.sleep(0.02)
+                meter.stop()
                 first, last = conn.execute(
                     "SELECT min(started_at), max(finished_at) FROM skiplock.content_jobs"
                 ).fetchone()
@@ -138,6 +148,7 @@ def drain_in(url: str, jobs: int, processes: int, concurrency: int) -> dict[str,
         "boot_s": boot,
         "idle_rss_mib": max(idle),
         "peak_rss_mib": max(peak),
+        **meter.per_job_us(jobs),
     }
 
 
@@ -173,6 +184,67 @@ def wake_up_in(url: str, count: int = 200, warmup: int = 10) -> list[float]:
             workers.stop()
         started = dict(line.split() for line in starts_file.read_text().splitlines())
     return sorted((float(started[j]) - t) * 1000 for j, t in committed.items())
+
+
+NOISY_BACKLOG = 10_000
+NOISY_GAP_S = 0.1
+CLAIMS = ("fair", "fifo")
+
+
+def noisy_in(
+    url: str, claim: str = "fair", concurrency: int = 10, backlog: int = NOISY_BACKLOG
+) -> dict[str, float]:
+    """The noisy-neighbour workload in a migrated, empty database: company A's 10,000 no-op
+    jobs are released at once to one idle worker while company B submits one job every
+    100 ms; B's waits (its commit returned -> its handler started, ms) beside A's drain rate.
+    claim "fifo" puts the claim skiplock had before 0006 (bench/worker/fifo_claim.sql) in
+    place of claim_content_jobs(), for comparison."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if claim == "fifo":
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute((HERE / "fifo_claim.sql").read_text())
+        starts_file = Path(tmp) / "starts.txt"
+        workers = Workers(url, 1, concurrency, "bench_wake", Path(tmp))
+        submitted: dict[str, float] = {}
+        try:
+            workers.wait_registered()
+            with psycopg.connect(url, autocommit=True) as conn:
+                busy, quiet = company(conn), company(conn)
+                conn.execute(
+                    "INSERT INTO skiplock.content_jobs (company_id, job_type, run_at) "
+                    "SELECT %s, 'bench_wake', 'infinity' FROM generate_series(1, %s)",
+                    (busy, backlog),
+                )
+                conn.execute("ANALYZE skiplock.content_jobs")
+                conn.execute("CHECKPOINT")
+                one = "SELECT skiplock.enqueue_content_job(%s, 'bench_wake')"
+                left = (
+                    "SELECT EXISTS (SELECT FROM skiplock.content_jobs "
+                    "WHERE company_id = %s AND status IN ('queued', 'running'))"
+                )
+                conn.execute("UPDATE skiplock.content_jobs SET run_at = now(), updated_at = now()")
+                while conn.execute(left, (busy,)).fetchone()[0]:
+                    job_id = conn.execute(one, (quiet,), prepare=True).fetchone()[0]
+                    submitted[str(job_id)] = time.time()
+                    time.sleep(NOISY_GAP_S)
+                while conn.execute(left, (quiet,)).fetchone()[0]:
+                    time.sleep(0.02)
+                first, last = conn.execute(
+                    "SELECT min(started_at), max(finished_at) FROM skiplock.content_jobs "
+                    "WHERE company_id = %s",
+                    (busy,),
+                ).fetchone()
+        finally:
+            workers.stop()
+        started = dict(line.split() for line in starts_file.read_text().splitlines())
+    waits = sorted((float(started[j]) - t) * 1000 for j, t in submitted.items())
+    return {
+        "quiet_jobs": len(waits),
+        "quiet_wait_p50_ms": pct(waits, 50),
+        "quiet_wait_p99_ms": pct(waits, 99),
+        "quiet_wait_max_ms": waits[-1],
+        "busy_jobs_per_s": backlog / (last - first).total_seconds(),
+    }
 
 
 def pct(values: list[float], p: float) -> float:

@@ -78,6 +78,25 @@ async def find_company_by_name(conn: AsyncConnection[Any], name: str) -> Row | N
     return await _one(conn, "find_company_by_name", {"name": name})
 
 
+COMPANY_LIMITS = ("max_running", "max_queued")
+
+
+async def update_company_limits(
+    conn: AsyncConnection[Any], company_id: uuid.UUID, limits: dict[str, int | None]
+) -> Row | None:
+    """Set the limits named in `limits` (max_running, max_queued; None = unlimited), keep
+    the others; the company's row (id, name, max_running, max_queued), or None when no such
+    company exists."""
+    unknown = set(limits) - set(COMPANY_LIMITS)
+    if unknown:
+        raise ValueError(f"unknown company limit(s) {sorted(unknown)}")
+    params: dict[str, Any] = {"company_id": company_id}
+    for name in COMPANY_LIMITS:
+        params[f"set_{name}"] = name in limits
+        params[name] = limits.get(name)
+    return await _one(conn, "update_company_limits", params)
+
+
 async def create_api_key(
     conn: AsyncConnection[Any], key_id: uuid.UUID, company_id: uuid.UUID, key_hash: str
 ) -> Row | None:
@@ -177,14 +196,22 @@ async def claim_jobs(
     job_types: list[str],
     limit: int,
     lease_seconds: float,
+    after: uuid.UUID | None = None,
 ) -> list[Row]:
+    """Up to `limit` jobs, leased to worker_id, in turn order; `after` is the company the
+    previous claim ended on (its last row's company_id)."""
     params = {
         "worker_id": worker_id,
         "job_types": job_types,
         "limit": limit,
         "lease_seconds": lease_seconds,
+        "after": after,
     }
-    return await _all(conn, query("claim_jobs"), params)
+    # Binary rows: uuids, timestamps and numbers parse faster than their text (with the
+    # narrow column list, about 2 us less of the worker's Python per job).
+    async with conn.cursor(row_factory=dict_row, binary=True) as cur:
+        await cur.execute(query("claim_jobs"), params, prepare=True)
+        return await cur.fetchall()
 
 
 async def renew_leases(

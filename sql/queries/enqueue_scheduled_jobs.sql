@@ -8,9 +8,9 @@ WITH ticks AS (
     FROM unnest(%(schedule_ids)s::uuid[], %(keys)s::text[]) WITH ORDINALITY AS t (schedule_id, key, n)
 ),
 limits AS (
-    -- The companies' max_queued. companies.max_queued comes with the per-company limits
-    -- (SPEC §3); until that column exists no company has a limit: NULL.
-    SELECT c.id AS company_id, NULL::integer AS max_queued
+    -- The companies' max_queued (SPEC §3). The insert trigger enforces it too, under the
+    -- company's lock; skipping here first keeps one full company from failing the batch.
+    SELECT c.id AS company_id, c.max_queued
     FROM skiplock.companies AS c
     WHERE c.id IN (SELECT s.company_id FROM skiplock.schedules AS s
                    WHERE s.id = ANY (%(schedule_ids)s::uuid[]))

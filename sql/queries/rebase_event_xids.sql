@@ -18,5 +18,17 @@ moved AS (
     SET xid = greatest(e.xid::text::numeric - shift.amount, 3)::text::xid8
     FROM shift
     RETURNING 1
+),
+forgotten AS (
+    -- Jobs keep their latest event's xid (content_jobs.last_event_xid), the floor of their
+    -- next event's: from the old cluster it may lie above every xid of this one. Once every
+    -- event is below this transaction's id, null is a safe floor. (A job's latest event is
+    -- never newer than the log's newest, so this only has work when the log moved or is
+    -- empty; setting only last_event_xid fires no event and leaves updated_at alone.)
+    UPDATE skiplock.content_jobs AS j
+    SET last_event_xid = NULL
+    FROM bounds
+    WHERE (bounds.top IS NULL OR bounds.top >= bounds.current_xid)
+      AND j.last_event_xid >= bounds.current_xid
 )
 SELECT count(*) FROM moved

@@ -30,6 +30,7 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     416: "range_not_satisfiable",
     422: "invalid",
+    429: "quota_exceeded",
     431: "headers_too_large",
     503: "database_unavailable",
 }

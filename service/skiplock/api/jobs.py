@@ -14,6 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,6 +32,9 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_IDEMPOTENCY_KEY = 255
 MAX_SOURCE_TASK_ID = 1000
+# A full queue drains at the workers' pace: a client told to come back at once would only
+# knock again and again.
+QUOTA_RETRY_AFTER_SECONDS = 5
 SUBMIT_FIELDS = {
     "jobType",
     "input",
@@ -101,7 +105,7 @@ async def submit_job(request: Request) -> JSONResponse:
         "idempotency_key": idempotency_key,
         "request_sha256": request_sha256,
     }
-    row = await request.app.state.submits.insert(params)
+    row = await _insert(request, params)
     if row is None and idempotency_key is not None:  # the key is taken: replay or conflict
         async with request.app.state.pool.connection() as conn:
             row = await store.find_job_by_idempotency_key(conn, auth.company_id, idempotency_key)
@@ -121,6 +125,22 @@ async def submit_job(request: Request) -> JSONResponse:
         status_code=202,
         headers={"Location": location},
     )
+
+
+async def _insert(request: Request, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The new job's row; 429 when the company's max_queued refuses it (SPEC §3: checked by
+    the insert trigger, so nothing is stored, and it comes last of the checks)."""
+    try:
+        row: dict[str, Any] | None = await request.app.state.submits.insert(params)
+    except psycopg.errors.CheckViolation as exc:
+        if exc.diag.constraint_name != "max_queued":
+            raise
+        raise ApiError(
+            429,
+            f"{exc.diag.message_primary}; retry once some have started",
+            headers={"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)},
+        ) from None
+    return row
 
 
 def _submit_fields(body: Any, registry: Registry) -> dict[str, Any]:

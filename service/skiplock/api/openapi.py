@@ -303,7 +303,11 @@ ERRORS: dict[int, tuple[str, str]] = {
     413: ("PayloadTooLarge", "The body is over 1 MiB"),
     415: ("UnsupportedMediaType", "The body is not sent as application/json"),
     422: ("Invalid", "A field or query parameter is invalid"),
-    429: ("TooManyRequests", "A limit of the company is reached; retry after Retry-After"),
+    429: (
+        "TooManyRequests",
+        "A limit of the company is reached (max_queued for a submit, open event streams for "
+        "SSE); retry after Retry-After",
+    ),
     503: (
         "Unavailable",
         "The database (for asset content: the store holding it, or this server's settings "
@@ -475,7 +479,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 {"Location": _header("The job's URL")},
             )
         },
-        (400, 401, 403, 404, 409, 413, 415, 422, 503),
+        (400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
         ("companyId", "Idempotency-Key"),
         body="SubmitJob",
     ),

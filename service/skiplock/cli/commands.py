@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from skiplock import db, keys
+from skiplock import db, keys, store
 from skiplock.cli.jobs import add_jobs_commands
 from skiplock.cli.submit import add_submit_command
 from skiplock.cli.support import check_at_start, uuid_arg, with_connection
@@ -104,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     company_create = company_commands.add_parser("create", help="create a company and its key")
     company_create.add_argument("name")
     company_create.set_defaults(run=_run_company_create)
+    company_update = company_commands.add_parser(
+        "update", help="set a company's limits (max running jobs, max queued jobs)"
+    )
+    company_update.add_argument("company_id")
+    for flag, what in (
+        ("--max-running", "at most N of its jobs run at once, across all workers"),
+        ("--max-queued", "a submit past N queued jobs is refused (HTTP 429)"),
+    ):
+        company_update.add_argument(flag, metavar="N|none", help=f"{what}; none = unlimited")
+    company_update.set_defaults(run=_run_company_update)
 
     key = commands.add_parser("key", help="manage API keys")
     key_commands = key.add_subparsers(metavar="ACTION", required=True)
@@ -127,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=_positive_int, help="repetitions (default 3; 1 quick)")
     bench.add_argument("--out", type=Path, help="report to write (default bench/RESULTS.md)")
     bench.add_argument(
-        "--only", metavar="CASES", help="a subset of drain,wakeup,enqueue,http,sse,ceiling"
+        "--only", metavar="CASES", help="a subset of drain,wakeup,enqueue,noisy,http,sse,ceiling"
     )
     bench.set_defaults(run=_run_bench)
 
@@ -185,6 +195,52 @@ def _run_company_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_LIMIT = 2_147_483_647  # companies.max_running and max_queued are Postgres integers
+
+
+def _limits(args: argparse.Namespace) -> dict[str, int | None]:
+    """The limits given on the command line: a whole number, or none (unlimited)."""
+    limits: dict[str, int | None] = {}
+    for name, flag, value in (
+        ("max_running", "--max-running", args.max_running),
+        ("max_queued", "--max-queued", args.max_queued),
+    ):
+        if value is None:
+            continue
+        text = value.strip()
+        if text.lower() == "none":
+            limits[name] = None
+        elif text.isascii() and text.isdigit() and int(text) <= MAX_LIMIT:
+            limits[name] = int(text)
+        else:
+            raise ConfigError(
+                f"skiplock: {flag} {value!r} is not a whole number of jobs (0 to {MAX_LIMIT}) "
+                "or none (unlimited)"
+            )
+    return limits
+
+
+def _run_company_update(settings: Settings, args: argparse.Namespace) -> int:
+    company_id = uuid_arg(args.company_id, "company id")
+    limits = _limits(args)
+
+    async def update(conn: Any) -> store.Row | None:
+        return await store.update_company_limits(conn, company_id, limits)
+
+    row = with_connection(settings, update)
+    if row is None:
+        raise ConfigError(f"skiplock: no company {company_id}; see `skiplock company create`")
+    _print_json(
+        {
+            "companyId": str(row["id"]),
+            "name": row["name"],
+            "maxRunning": row["max_running"],
+            "maxQueued": row["max_queued"],
+        }
+    )
+    return 0
+
+
 def _run_key_create(settings: Settings, args: argparse.Namespace) -> int:
     company_id = uuid_arg(args.company_id, "company id")
     new = with_connection(settings, lambda conn: keys.create_key(conn, company_id))
@@ -212,7 +268,14 @@ def _run_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
     from skiplock import handlers, logs
-    from skiplock.worker import Worker, WorkerOptions, run_until_signalled, served_types, tune_gc
+    from skiplock.worker import (
+        Worker,
+        WorkerOptions,
+        run_event_loop,
+        run_until_signalled,
+        served_types,
+        tune_gc,
+    )
 
     raise_open_file_limit()
     logs.configure(settings.log_level)
@@ -227,7 +290,7 @@ def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> None:
         await run_until_signalled(Worker(settings, options))
 
-    asyncio.run(run())
+    run_event_loop(run())
     return 0
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "Forbidden",
     "InvalidRequest",
     "NotFound",
+    "QuotaExceeded",
     "SaveFailed",
     "SkiplockError",
     "Unauthorized",
@@ -61,6 +62,11 @@ class InvalidRequest(ApiError):
     """400, 413, 415 or 422: the request itself is wrong; sending it again will not help."""
 
 
+class QuotaExceeded(ApiError):
+    """429: the company's queued jobs are at its max_queued; submit again once some have
+    started (the answer's Retry-After says when to try)."""
+
+
 class Unavailable(ApiError):
     """503: the API's database is down; the API recovers by itself, retry shortly."""
 
@@ -90,6 +96,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     413: InvalidRequest,
     415: InvalidRequest,
     422: InvalidRequest,
+    429: QuotaExceeded,
     503: Unavailable,
 }
 

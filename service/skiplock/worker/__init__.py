@@ -15,18 +15,18 @@ schedules.py     schedule ticks: one job per tick, however many workers run
 """
 
 from skiplock.worker.process import (
-    WORKER_SESSION,
     Worker,
     WorkerOptions,
+    run_event_loop,
     run_until_signalled,
     served_types,
     tune_gc,
 )
 
 __all__ = [
-    "WORKER_SESSION",
     "Worker",
     "WorkerOptions",
+    "run_event_loop",
     "run_until_signalled",
     "served_types",
     "tune_gc",

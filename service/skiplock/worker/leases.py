@@ -30,28 +30,28 @@ WATCH_INTERVAL = 0.5
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class HeldJob:
     """A claimed job, from the claim until its outcome is written."""
 
     row: dict[str, Any]
     lease_deadline: float  # time.monotonic() after which the lease may have run out
     running: bool = True  # the handler has not returned yet
-    # Resolved by stop(). A bare future, not an Event: the runner races it against the
-    # handler directly, without a waiter task per job.
-    stopped: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    ended: bool = False  # the attempt is over: slot freed, outcome handed on (once)
+    task: asyncio.Task[None] | None = None  # the job's task, where its handler runs
     stop_reason: str | None = None  # canceled | lease_lost | shutdown, once stopped
     started: float = field(default_factory=time.monotonic)
+    # Called by stop(): the runner's wake-up while it waits on the handler. A callback, not
+    # a future or an Event: nothing is made per job unless a job is actually stopped.
+    on_stop: Callable[[], None] | None = None
 
     def stop(self, reason: str) -> bool:
         """Ask the handler to stop; False if it already ended or was already stopped."""
         if not self.running or self.stop_reason is not None:
             return False
         self.stop_reason = reason
-        if not self.stopped.done():
-            self.stopped.set_result(None)
+        if self.on_stop is not None:
+            self.on_stop()
         return True
 
     @property

@@ -38,19 +38,33 @@ class ProgressWriter:
         # first) so a completion that commits first cannot lose the last value.
         self._inflight: dict[uuid.UUID, tuple[int, dict[str, Any]]] = {}
         self._last_write: dict[uuid.UUID, float] = {}
+        self._written: dict[uuid.UUID, dict[str, Any]] = {}  # the value in the database
+        self._writing: asyncio.Future[None] | None = None  # resolved when a write ends
 
     def report(self, job_id: uuid.UUID, attempt: int, value: dict[str, Any]) -> None:
         value = sanitize.clean_progress(value)  # NUL or a lone surrogate would poison a batch
         with self._lock:
             self._pending[job_id] = (attempt, value)
 
+    async def settle(self, job_ids: list[uuid.UUID]) -> None:
+        """Wait until no write of these jobs' progress is in flight. The completion writes
+        the progress event of its job itself, only for a value not already in the database
+        (the statement cannot compare with the row it replaces), so it must know."""
+        writing = self._writing
+        if writing is not None and any(job_id in self._inflight for job_id in job_ids):
+            await asyncio.shield(writing)
+
     def take(self, job_id: uuid.UUID) -> dict[str, Any] | None:
-        """The value not yet written, removed (the completion writes it)."""
+        """The value not yet written, removed (the completion writes it); None when there is
+        none, or it is the value already in the database."""
         with self._lock:
             pending = self._pending.pop(job_id, None) or self._inflight.pop(job_id, None)
             self._inflight.pop(job_id, None)
             self._last_write.pop(job_id, None)
-        return pending[1] if pending else None
+            written = self._written.pop(job_id, None)
+        if pending is None or pending[1] == written:
+            return None
+        return pending[1]
 
     async def run(self) -> None:
         while True:
@@ -80,6 +94,7 @@ class ProgressWriter:
             "attempts": [attempt for attempt, _ in due.values()],
             "progress": [Jsonb(value) for _, value in due.values()],
         }
+        self._writing = writing = asyncio.get_running_loop().create_future()
         try:
             async with self._pool.connection() as conn:
                 await conn.execute(store.query("write_progress"), params, prepare=True)
@@ -97,7 +112,14 @@ class ProgressWriter:
                     if job_id in self._last_write:  # still running
                         self._pending.setdefault(job_id, pending)
         else:
+            with self._lock:
+                for job_id, (_, value) in due.items():
+                    if job_id in self._last_write:  # still running
+                        self._written[job_id] = value
             self._done_writing(due)
+        finally:
+            self._writing = None
+            writing.set_result(None)
 
     def _done_writing(self, due: dict[uuid.UUID, tuple[int, dict[str, Any]]]) -> None:
         with self._lock:

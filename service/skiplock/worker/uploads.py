@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -55,14 +57,19 @@ class Uploads:
         async with self._pool.connection() as conn:
             await conn.execute(store.query("record_asset_upload"), params)
 
-    async def settle(self, job_id: uuid.UUID, *, committed: bool | None) -> None:
+    def settle(
+        self, job_id: uuid.UUID, *, committed: bool | None
+    ) -> Coroutine[Any, Any, bool] | None:
         """The job's attempt is over here. When its asset row surely did not commit (a
-        completion refused by the fence, a failed put, a runner that crashed), remove what
-        its upload stored at once. committed=True: the commit deleted the record; None
-        (not known): the sweep decides later, from the database."""
+        completion refused by the fence, a failed put, a runner that crashed), the removal of
+        what its upload stored, for the caller to run; None when there is nothing to do.
+        committed=True: the commit deleted the record; None (not known): the sweep decides
+        later, from the database. Synchronous until then: a job without an output (most)
+        costs a dict lookup, no task."""
         upload = self._in_flight.pop(job_id, None)
         if upload is not None and committed is False:
-            await self.discard(*upload)
+            return self.discard(*upload)
+        return None
 
     async def discard(self, provider: str, object_key: str) -> bool:
         """Remove an object whose asset row will never commit, then its record. False (the
