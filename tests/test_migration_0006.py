@@ -12,7 +12,11 @@ from psycopg.types.json import Jsonb
 from skiplock import db, events, store
 
 Conn = psycopg.Connection[Any]
-LATER = ("0008.operations", "0007.webhooks-schedules")  # applied after 0006, newest first
+LATER = (  # applied after 0006, newest first
+    "0009.deliveries-without-job-fk",
+    "0008.operations",
+    "0007.webhooks-schedules",
+)
 
 JOB_COLUMNS = (
     "id, company_id, job_type, status, input, result_asset_id, error_message, source_task_id, "

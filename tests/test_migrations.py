@@ -34,6 +34,7 @@ ALL = (
     "0006.fair-claiming",
     "0007.webhooks-schedules",
     "0008.operations",
+    "0009.deliveries-without-job-fk",
 )
 
 

@@ -61,21 +61,30 @@ def age(api: Api, ids: list[str], *, created_days: int, finished_days: int | Non
 
 
 def owned(api: Api, job_id: str) -> dict[str, Any]:
-    """What a job has in the database: its row, events and asset row."""
-    [(jobs, events, assets)] = api.sql(
+    """What a job has in the database: its row, events, webhook deliveries and asset row."""
+    [(jobs, events, deliveries, assets)] = api.sql(
         "SELECT (SELECT count(*) FROM skiplock.content_jobs WHERE id = %(id)s), "
         "(SELECT count(*) FROM skiplock.content_job_events WHERE job_id = %(id)s), "
+        "(SELECT count(*) FROM skiplock.webhook_deliveries WHERE job_id = %(id)s), "
         "(SELECT count(*) FROM skiplock.assets a JOIN skiplock.content_jobs j "
         " ON j.result_asset_id = a.id WHERE j.id = %(id)s)",
         {"id": job_id},
     )
-    return {"job": jobs, "events": events, "assets": assets}
+    return {"job": jobs, "events": events, "deliveries": deliveries, "assets": assets}
 
 
 async def test_retention_deletes_exactly_the_finished_jobs_past_the_limit_with_what_they_own(
     api: Api, pool: Any
 ) -> None:
     storage = LocalDiskStorage(api.storage_dir)
+    # A webhook for every event: each job owns delivery rows too (sent to a documentation
+    # address the worker refuses, so they stay).
+    api.sql(
+        "INSERT INTO skiplock.webhooks (company_id, url, events, secret) VALUES "
+        "(%s, 'http://192.0.2.1/hook', ARRAY['content_job.queued', 'content_job.done', "
+        "'content_job.failed', 'content_job.canceled'], 'whsec_' || repeat('A', 43) || '=')",
+        (api.acme.company_id,),
+    )
     async with running_worker(api.database_url, api.storage_dir, concurrency=4):
         done = [await api.submit("echo", input={"text": f"out {n}"}) for n in range(3)]
         failed = await api.submit("doomed")
@@ -107,14 +116,14 @@ async def test_retention_deletes_exactly_the_finished_jobs_past_the_limit_with_w
     age(api, [done[2]], created_days=10, finished_days=6)  # finished inside the limit
     age(api, [waiting], created_days=30, finished_days=None)  # old, but never finished
     before = {job_id: owned(api, job_id) for job_id in [*done, failed, canceled, waiting]}
-    assert all(before[j]["events"] >= 2 for j in old)
+    assert all(before[j]["events"] >= 2 and before[j]["deliveries"] >= 2 for j in old)
 
     purged = await retention.run_once(pool, 7 * DAY, retention.storage_lookup(storage))
 
     assert (purged.jobs, purged.objects, purged.objects_left) == (4, 2, 0)
     assert purged.events == sum(before[j]["events"] for j in old)
     for job_id in old:
-        assert owned(api, job_id) == {"job": 0, "events": 0, "assets": 0}
+        assert owned(api, job_id) == {"job": 0, "events": 0, "deliveries": 0, "assets": 0}
     for job_id in (done[2], waiting):
         assert owned(api, job_id) == before[job_id]
     assert {job_id: path.is_file() for job_id, path in files.items()} == {

@@ -1,9 +1,9 @@
 -- purge_finished_jobs: one batch of job retention (SKIPLOCK_JOB_RETENTION_DAYS, SPEC §8).
 -- Up to %(limit)s finished (done, failed or canceled) jobs whose finished_at is older than
--- %(retention_seconds)s are deleted with their events and asset rows, in one transaction;
--- their webhook deliveries go with them (ON DELETE CASCADE). Returns how many jobs and
--- events went and where each asset's bytes are: the caller deletes those only after this
--- commits, so a crash in between leaves an orphaned object, never a row naming no bytes.
+-- %(retention_seconds)s are deleted with their events, webhook deliveries and asset rows,
+-- in one transaction. Returns how many jobs and events went and where each asset's bytes
+-- are: the caller deletes those only after this commits, so a crash in between leaves an
+-- orphaned object, never a row naming no bytes.
 -- The worker repeats it until fewer than %(limit)s jobs go: no transaction holds many row
 -- locks or the event horizon (SPEC §2).
 WITH doomed AS MATERIALIZED (
@@ -33,6 +33,12 @@ events AS (
     USING doomed
     WHERE e.job_id = doomed.id
     RETURNING 1
+),
+deliveries AS (
+    -- No foreign key does it (sql/0009): on webhook_deliveries_job_idx.
+    DELETE FROM skiplock.webhook_deliveries AS d
+    USING doomed
+    WHERE d.job_id = doomed.id
 ),
 assets AS (
     DELETE FROM skiplock.assets AS a
