@@ -90,6 +90,12 @@ def test_jobs_cancel_and_retry_mistakes_are_one_line(
         run_cli("jobs", "cancel", "--company", str(uuid.uuid4()), "--type", "x", env=env)
     )
     assert unknown.startswith("skiplock: no company with id")
+    # An empty --company (an unset shell variable) is no company, never "every company".
+    empty = one_line_error(run_cli("jobs", "cancel", "--company", "", env=env))
+    assert "'' is not a company id" in empty
+    paused = one_line_error(run_cli("jobs", "pause", "noop", "--company", "", env=env))
+    assert "'' is not a company id" in paused
+    assert conn.execute("SELECT count(*) FROM paused_job_types").fetchone() == (0,)
     blank = one_line_error(run_cli("jobs", "retry", "--type", " ", env=env))
     assert "--type must be 1 to 200 characters" in blank
     wrong_status = run_cli("jobs", "retry", "--status", "queued", env=env)

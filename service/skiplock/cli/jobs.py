@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 from skiplock import bulk, store
 from skiplock.api.jobs import STATUSES, job_json
 from skiplock.cli import operations
-from skiplock.cli.support import uuid_arg, with_connection
+from skiplock.cli.support import company_arg, limit_arg, uuid_arg, with_connection
 from skiplock.errors import NotFound, SkiplockError
 from skiplock.settings import Settings
 
@@ -40,7 +40,10 @@ def add_jobs_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     listing.add_argument("--status", choices=STATUSES, help="only jobs in this status")
     listing.add_argument("--type", dest="job_type", metavar="T", help="only this job type")
     listing.add_argument(
-        "--limit", type=_limit, default=DEFAULT_LIMIT, help=f"at most N (default {DEFAULT_LIMIT})"
+        "--limit",
+        type=limit_arg(),
+        default=DEFAULT_LIMIT,
+        help=f"at most N (default {DEFAULT_LIMIT})",
     )
     listing.set_defaults(run=run_list)
     show = actions.add_parser("show", help="print a job")
@@ -59,15 +62,9 @@ def add_jobs_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     operations.add_pause_commands(actions)
 
 
-def _limit(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
-    return int(value)
-
-
 def run_list(settings: Settings, args: argparse.Namespace) -> int:
     params = {
-        "company_id": uuid_arg(args.company, "company id") if args.company else None,
+        "company_id": company_arg(args.company),
         "status": args.status,
         "job_type": args.job_type,
         "limit": args.limit,

@@ -18,14 +18,14 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from skiplock import bulk, store
-from skiplock.cli.support import uuid_arg, with_connection
+from skiplock.api.bulk import MAX_JOB_TYPE
+from skiplock.api.jobs import MAX_SOURCE_TASK_ID
+from skiplock.cli.support import company_arg, with_connection
 from skiplock.errors import ConfigError, NotFound
 from skiplock.events import utc_text
 from skiplock.settings import Settings
 
 FILTER_FLAGS = "--company, --type, --status, --source-task-id"
-MAX_JOB_TYPE = 200  # as the API's bulk routes
-MAX_SOURCE_TASK_ID = 1000
 
 
 def add_filter_flags(action: argparse.ArgumentParser, statuses: tuple[str, ...]) -> None:
@@ -82,7 +82,7 @@ def run_bulk(settings: Settings, args: argparse.Namespace, *, cancel: bool) -> i
         job_type=_text(args.job_type, "--type", MAX_JOB_TYPE),
         source_task_id=_text(args.source_task_id, "--source-task-id", MAX_SOURCE_TASK_ID),
     )
-    company_id = uuid_arg(args.company, "company id") if args.company else None
+    company_id = company_arg(args.company)
 
     async def change(conn: AsyncConnection[Any]) -> int:
         total = 0
@@ -110,7 +110,7 @@ def run_resume(settings: Settings, args: argparse.Namespace) -> int:
 def _pause_or_resume(settings: Settings, args: argparse.Namespace, *, pause: bool) -> int:
     """Pause or resume; print what is paused of that type afterwards."""
     job_type: str = _text(args.job_type, "TYPE", MAX_JOB_TYPE) or ""  # argparse requires it
-    company_id = uuid_arg(args.company, "company id") if args.company else None
+    company_id = company_arg(args.company)
 
     async def change(conn: AsyncConnection[Any]) -> list[store.Row]:
         if company_id is not None:

@@ -3,6 +3,7 @@ checks `serve`, `worker` and `dev` make at start."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,25 @@ def uuid_arg(value: str, what: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise ConfigError(f"skiplock: {value!r} is not a {what} (expected a UUID)") from None
+
+
+def company_arg(value: str | None) -> uuid.UUID | None:
+    """`--company ID`: None only when the flag is absent. An empty value (an unset shell
+    variable) is refused like any other non-UUID, never read as "every company"."""
+    return None if value is None else uuid_arg(value, "company id")
+
+
+def limit_arg(maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least 1 (and at most `maximum`)."""
+
+    def parse(value: str) -> int:
+        number = int(value) if value.isascii() and value.isdigit() else 0
+        if number < 1 or (maximum is not None and number > maximum):
+            bound = f"from 1 to {maximum}" if maximum is not None else "of at least 1"
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number {bound}")
+        return number
+
+    return parse
 
 
 def with_connection(

@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 from skiplock import store
 from skiplock.api.schedules import schedule_json
 from skiplock.api.webhooks import DELIVERY_STATUSES, delivery_json, webhook_json
-from skiplock.cli.support import uuid_arg, with_connection
+from skiplock.cli.support import company_arg, limit_arg, uuid_arg, with_connection
 from skiplock.errors import NotFound
 from skiplock.events import utc_text
 from skiplock.settings import Settings
@@ -40,7 +40,10 @@ def add_webhook_commands(
     sent.add_argument("webhook_id", metavar="WEBHOOK_ID")
     sent.add_argument("--status", choices=DELIVERY_STATUSES, help="only deliveries in this status")
     sent.add_argument(
-        "--limit", type=_limit, default=DEFAULT_LIMIT, help=f"at most N (default {DEFAULT_LIMIT})"
+        "--limit",
+        type=limit_arg(MAX_LIMIT),
+        default=DEFAULT_LIMIT,
+        help=f"at most N (default {DEFAULT_LIMIT})",
     )
     sent.set_defaults(run=run_deliveries)
     retry = actions.add_parser(
@@ -62,16 +65,6 @@ def add_webhook_commands(
     delete.set_defaults(run=run_delete_schedule)
 
 
-def _limit(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number from 1 to {MAX_LIMIT}")
-    return int(value)
-
-
-def _company(args: argparse.Namespace) -> uuid.UUID | None:
-    return uuid_arg(args.company, "company id") if args.company else None
-
-
 def _print_lines(items: list[dict[str, Any]]) -> None:
     for item in items:
         print(json.dumps(item))
@@ -81,7 +74,7 @@ def _print_lines(items: list[dict[str, Any]]) -> None:
 
 
 def run_list_webhooks(settings: Settings, args: argparse.Namespace) -> int:
-    params = {"company_id": _company(args)}
+    params = {"company_id": company_arg(args.company)}
     rows = with_connection(settings, lambda conn: store.rows(conn, "list_any_webhooks", params))
     _print_lines(
         [
@@ -152,7 +145,7 @@ async def _existing_webhook(conn: AsyncConnection[Any], webhook_id: uuid.UUID) -
 
 
 def run_list_schedules(settings: Settings, args: argparse.Namespace) -> int:
-    params = {"company_id": _company(args)}
+    params = {"company_id": company_arg(args.company)}
     rows = with_connection(settings, lambda conn: store.rows(conn, "list_any_schedules", params))
     _print_lines(
         [
