@@ -277,3 +277,33 @@ def test_a_timed_out_def_handler_cannot_start_a_child_or_make_a_workdir(
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
     leftovers = list(Path(tempfile.gettempdir()).glob(f"skiplock-{late}-*"))
     assert leftovers == []
+
+
+def test_a_dot_killed_by_a_signal_keeps_its_file_warnings_out_of_the_message(
+    conn: Conn, company_id: uuid.UUID, database_url: str, tmp_path: Path
+) -> None:
+    """Graphviz's `Warning:` lines name files on the worker's disk; a crash (no limit hit)
+    is retried and its stderr tail goes into error_message, filtered like any other."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    crashing = bin_dir / "dot"  # stands in for a dot that crashes, as a real one may
+    crashing.write_text(
+        "#!/bin/sh\ncat >/dev/null\n"
+        "echo 'Warning: /srv/other-tenant/secret.png: No such file or directory' >&2\n"
+        "echo 'Error: something broke' >&2\nkill -SEGV $$\n"
+    )
+    crashing.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    process = start_worker_process(database_url, tmp_path, env=env)
+    try:
+        job_id = enqueue(conn, company_id, "diagram", {"source": "digraph { a }"}, max_attempts=1)
+        failed = finished(conn, job_id)
+    finally:
+        process.signal(signal.SIGTERM)
+        process.wait()
+        process.kill()
+    assert failed["status"] == "failed"
+    message = failed["error_message"]
+    assert message.startswith("ChildProcessFailed: dot was killed by SIGSEGV; it may have run")
+    assert message.endswith(": Error: something broke (attempt 1 of 1, no attempts left)")
+    assert "secret.png" not in message

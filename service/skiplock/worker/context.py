@@ -41,6 +41,7 @@ class ChildProcessFailed(Exception):
         self.command = command
         self.returncode = returncode
         self.stderr = stderr
+        self.hint = hint
         tail = stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL:]
         if returncode < 0:
             ended = f"{command} was killed by {signal_name(returncode)}"
