@@ -119,8 +119,8 @@ async def run_dot(ctx: JobContext, source: str, *args: str, what: str = "this DO
     except ChildProcessFailed as exc:
         if exc.returncode < 0:  # killed by a signal: not the DOT's fault, may be retried
             # The same failure, its stderr tail (which goes into error_message) filtered too.
-            said = _errors_only(exc.stderr).encode("utf-8")
-            raise ChildProcessFailed(exc.command, exc.returncode, said, exc.hint) from None
+            filtered = _errors_only(exc.stderr).encode("utf-8")
+            raise ChildProcessFailed(exc.command, exc.returncode, filtered, exc.hint) from None
         message = _errors_only(exc.stderr) or f"exit status {exc.returncode}"
         raise PermanentError(f"Graphviz could not render {what}: {message}") from None
 
