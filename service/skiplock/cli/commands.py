@@ -271,7 +271,6 @@ def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
     from skiplock.worker import (
         Worker,
         WorkerOptions,
-        run_event_loop,
         run_until_signalled,
         served_types,
         tune_gc,
@@ -290,7 +289,10 @@ def _run_worker(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> None:
         await run_until_signalled(Worker(settings, options))
 
-    run_event_loop(run())
+    # asyncio's own loop, not uvloop: uvloop's children inherit the worker's pipe ends, so
+    # ctx.run of a command that leaves a background process waited for it (README, "Event
+    # loop"; tests/test_children.py).
+    asyncio.run(run())
     return 0
 
 

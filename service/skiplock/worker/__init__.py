@@ -17,7 +17,6 @@ schedules.py     schedule ticks: one job per tick, however many workers run
 from skiplock.worker.process import (
     Worker,
     WorkerOptions,
-    run_event_loop,
     run_until_signalled,
     served_types,
     tune_gc,
@@ -26,7 +25,6 @@ from skiplock.worker.process import (
 __all__ = [
     "Worker",
     "WorkerOptions",
-    "run_event_loop",
     "run_until_signalled",
     "served_types",
     "tune_gc",

@@ -24,13 +24,13 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from skiplock import db, store
 from skiplock.errors import ConfigError, SkiplockError
@@ -55,6 +55,7 @@ QUEUED_CHANNEL = "content_jobs_queued"
 POLL_INTERVAL = 1.0  # SPEC §2: workers poll at least every second
 CLAIM_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)
 SHUTDOWN_WRITE_SECONDS = 5.0  # after the grace, at most this long to hand jobs back
+STOP_CHECK_SECONDS = 0.5  # how often a claim waiting for a pool connection checks for a stop
 BACKLOG_SECONDS = 0.5  # how long a claim that filled every slot counts as a backlog
 # No session settings: every worker statement keeps its plan whatever the statistics say by
 # its own shape (statements on held jobs find them with id = ANY) or by its function's
@@ -62,7 +63,6 @@ BACKLOG_SECONDS = 0.5  # how long a claim that filled every slot counts as a bac
 # transaction mode.
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 
 class WorkerCrashed(SkiplockError):
@@ -353,10 +353,7 @@ class Worker:
                 await self._doorbell.wait(timeout=self._poll_timeout())
 
     async def _claim(self, limit: int) -> int:
-        # The wait for a connection is raced against stop(): during an outage the pool waits
-        # up to 30 s for one, past Docker's 10 s stop timeout. Nothing was sent yet, so
-        # giving up that wait is safe (the pool takes the cancellation back cleanly).
-        conn = await _unless_stopping(self._stopping, self._pool.getconn(), self._pool.putconn)
+        conn = await self._connection()
         if conn is None:
             return 0
         try:
@@ -377,6 +374,22 @@ class Worker:
         for row in rows:
             self._start(HeldJob(row, lease_deadline=deadline))
         return len(rows)
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any] | None:
+        """A pool connection for the claim, or None once the worker stops. During an outage
+        the pool waits up to its timeout (30 s) for one, past Docker's 10 s stop timeout, so
+        the wait goes in steps of STOP_CHECK_SECONDS with a look at the stop signal between
+        them; when a connection is free (every claim of a running queue) it is one await,
+        with no task or waiter made."""
+        deadline = time.monotonic() + self._pool.timeout
+        while not self._stopping.is_set():
+            step = min(STOP_CHECK_SECONDS, max(deadline - time.monotonic(), 0.0))
+            try:
+                return await self._pool.getconn(timeout=step)
+            except PoolTimeout:
+                if time.monotonic() >= deadline:
+                    raise  # a psycopg.Error: the claim loop logs it and retries
+        return None
 
     def _poll_timeout(self) -> float:
         """Until the next poll, or the earliest retry this worker scheduled if sooner."""
@@ -558,23 +571,6 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-async def _unless_stopping(
-    stopping: asyncio.Event,
-    getting: Coroutine[Any, Any, _T],
-    give_back: Callable[[_T], Awaitable[None]],
-) -> _T | None:
-    """getting's result, or None once stopping is set first (getting is then cancelled, and
-    a result that arrived at the same moment is handed to give_back)."""
-    task = asyncio.ensure_future(getting)
-    await _first_of(stopping, tasks={task})
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await give_back(await task)
-    return None
-
-
 async def _first_of(
     *events: asyncio.Event,
     timeout: float | None = None,
@@ -589,17 +585,6 @@ async def _first_of(
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
-    """asyncio.run(main), on asyncio's own loop.
-
-    uvloop cost about 12% less worker CPU per job (3 alternating 20,000-job drains: 37.5-40.2
-    against 43.3-46.9 us a job), but its subprocesses inherit the parent's pipe ends: a
-    handler whose child leaves a background process behind (`sh -c 'server &'`) then waits
-    for that process to end before ctx.run returns (tests/test_children.py), where asyncio
-    returns at once. Handlers' children come first."""
-    asyncio.run(main)
 
 
 async def run_until_signalled(worker: Worker) -> None:
