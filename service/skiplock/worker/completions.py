@@ -86,16 +86,13 @@ class _Refused(Exception):
 
 
 def clean_outcome(outcome: Outcome) -> Outcome:
-    """The outcome with every text it carries made storable (see worker/sanitize.py)."""
-    asset = outcome.asset
-    if asset is not None:
-        asset = dataclasses.replace(
-            asset,
-            filename=sanitize.clean_filename(asset.filename),
-            content_type=sanitize.clean_content_type(asset.content_type),
-        )
+    """The outcome with its error message made storable (worker/sanitize.py). The asset's
+    filename and content type were cleaned when it was stored (Runner._store). Most
+    outcomes carry no message and go through as they are: no copy per job."""
+    if outcome.error_message is None:
+        return outcome
     return dataclasses.replace(
-        outcome, error_message=sanitize.clean_error_message(outcome.error_message), asset=asset
+        outcome, error_message=sanitize.clean_error_message(outcome.error_message)
     )
 
 

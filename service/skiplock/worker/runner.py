@@ -24,7 +24,7 @@ from typing import Any
 
 from skiplock.handlers import InvalidInput, JobType, Output, PermanentError, Registry
 from skiplock.storage import AssetTooLarge, Storage, bytes_chunks, file_chunks, object_key_for
-from skiplock.worker import retry_policy
+from skiplock.worker import retry_policy, sanitize
 from skiplock.worker.children import ChildLimits
 from skiplock.worker.completions import Outcome, StoredAsset
 from skiplock.worker.context import JobContext
@@ -151,8 +151,12 @@ class Runner:
                 f"handler returned {type(output).__name__}; expected skiplock.Output or None"
             )
         asset_id = uuid.uuid4()
+        # Cleaned once, before the bytes go anywhere: the object's metadata (S3's
+        # Content-Type and Content-Disposition) and the asset row say the same.
+        filename = sanitize.clean_filename(output.filename)
+        content_type = sanitize.clean_content_type(output.content_type)
         key = self._key_prefix + object_key_for(
-            job.row["company_id"], output.filename, now=datetime.now(UTC), object_id=asset_id
+            job.row["company_id"], filename, now=datetime.now(UTC), object_id=asset_id
         )
         if output.data is not None:
             chunks = bytes_chunks(output.data)
@@ -165,10 +169,10 @@ class Runner:
             key,
             chunks,
             max_bytes=self._max_output_bytes,
-            content_type=output.content_type,
-            filename=output.filename,
+            content_type=content_type,
+            filename=filename,
         )
-        return StoredAsset(asset_id, stored, output.content_type, output.filename)
+        return StoredAsset(asset_id, stored, content_type, filename)
 
 
 class _Interrupt:
