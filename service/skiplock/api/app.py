@@ -110,6 +110,8 @@ def create_app(
         app.state.auth = Authenticator(pool)
         app.state.submits = SubmitWriter(pool)
         app.state.notifier = Notifier(listen_url, pool)
+        # /metrics' database gauges, on a connection of their own, opened at the first scrape.
+        app.state.snapshots = metrics.SnapshotCache(database_url)
         notifying = asyncio.create_task(app.state.notifier.run())
         try:
             yield
@@ -118,8 +120,7 @@ def create_app(
             notifying.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await notifying
-            if (snapshots := getattr(app.state, "snapshots", None)) is not None:
-                await snapshots.close()
+            await app.state.snapshots.close()
             await pool.close()
             await app.state.storages.aclose()
 
@@ -145,7 +146,6 @@ def create_app(
     app.state.registry = handlers
     app.state.storages = open_registry(settings, default=storage)
     app.state.settings = settings
-    app.state.database_url = database_url  # /metrics opens its own connection (metrics.py)
     app.state.limits = app_limits(settings)
     app.state.closing = closing or asyncio.Event()
     return app

@@ -280,22 +280,13 @@ class CacheCollector(Collector):
         )
 
 
-def snapshot_cache(app: Starlette) -> SnapshotCache | None:
-    cache: SnapshotCache | None = getattr(app.state, "snapshots", None)
-    if cache is None and getattr(app.state, "database_url", None):
-        cache = SnapshotCache(app.state.database_url)
-        app.state.snapshots = cache
-    return cache
-
-
 async def metrics_endpoint(request: Request) -> Response:
-    cache = snapshot_cache(request.app)
-    snapshot = await cache.get() if cache is not None else None
+    cache: SnapshotCache = request.app.state.snapshots  # made by the app's lifespan
+    snapshot = await cache.get()
     body = generate_latest(app_metrics(request.app).registry)
-    if cache is not None:
-        scrape = CollectorRegistry()  # this scrape's database gauges, never shared
-        scrape.register(CacheCollector(cache))
-        if snapshot is not None:
-            scrape.register(SnapshotCollector(snapshot))
-        body += generate_latest(scrape)
+    scrape = CollectorRegistry()  # this scrape's database gauges, never shared
+    scrape.register(CacheCollector(cache))
+    if snapshot is not None:
+        scrape.register(SnapshotCollector(snapshot))
+    body += generate_latest(scrape)
     return Response(body, media_type=CONTENT_TYPE)

@@ -113,7 +113,6 @@ class CompletionWriter:
         self._lease_lost = lease_lost
         self._queue: list[tuple[Outcome, Written]] = []
         self._arrived = asyncio.Event()
-        self._writing = False
         self._drained = asyncio.Event()
         self._drained.set()
         self.batches = 0
@@ -139,9 +138,6 @@ class CompletionWriter:
         self.submit(outcome, written)
         return await future
 
-    def idle(self) -> bool:
-        return not self._queue and not self._writing
-
     async def drained(self, timeout: float) -> bool:
         """Wait (at most timeout seconds) until every outcome submitted so far is written;
         False if some still were not."""
@@ -157,7 +153,6 @@ class CompletionWriter:
             self._arrived.clear()
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                self._writing = True
                 written: dict[uuid.UUID, Outcome] | None = None
                 try:
                     written = await self._write_batch([outcome for outcome, _ in batch])
@@ -168,7 +163,6 @@ class CompletionWriter:
                         len(batch),
                     )
                 finally:
-                    self._writing = False
                     _call_back(batch, written)
             self._drained.set()
 
