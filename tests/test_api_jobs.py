@@ -220,7 +220,8 @@ async def test_a_batch_with_a_bad_row_fails_only_that_row(api: Api) -> None:
         *(writer.insert(p) for p in (params(api.acme.company_id), good, vanished, also_good)),
         return_exceptions=True,
     )
-    assert writer.statements - before == 5  # 1 alone; 3 refused together, then one by one
+    # 1 alone; 3 refused together; then the company's 2 together and the vanished one alone.
+    assert writer.statements - before == 4
     assert isinstance(results[2], psycopg.errors.ForeignKeyViolation)
     assert [r["id"] for r in (results[1], results[3])] == [good["id"], also_good["id"]]
     stored = api.sql(
@@ -228,6 +229,37 @@ async def test_a_batch_with_a_bad_row_fails_only_that_row(api: Api) -> None:
         ([good["id"], also_good["id"]],),
     )
     assert stored == [(2,)]
+
+
+async def test_a_company_over_its_quota_does_not_make_a_batch_go_row_by_row(api: Api) -> None:
+    writer = api.app_state().submits
+    api.sql("UPDATE skiplock.companies SET max_queued = 0 WHERE id = %s", (api.other.company_id,))
+
+    def params(company_id: uuid.UUID) -> dict[str, Any]:
+        return {
+            "id": uuid.uuid4(),
+            "company_id": company_id,
+            "job_type": "noop",
+            "input": Jsonb({}),
+            "source_task_id": None,
+            "priority": 0,
+            "run_at": None,
+            "max_attempts": 3,
+            "timeout_seconds": None,
+            "idempotency_key": None,
+            "request_sha256": None,
+        }
+
+    before = writer.statements
+    rows = [params(api.acme.company_id) for _ in range(11)]
+    rows.insert(6, params(api.other.company_id))
+    results = await asyncio.gather(*(writer.insert(p) for p in rows), return_exceptions=True)
+    refused = results.pop(6)
+    assert isinstance(refused, psycopg.errors.CheckViolation)
+    assert [r["id"] for r in results] == [p["id"] for p in rows if p is not rows[6]]
+    # 1 alone; 11 refused together; then acme's 10 together and the other company's 1,
+    # rather than 11 statements of one row each.
+    assert writer.statements - before == 4
 
 
 async def test_list_is_newest_first_with_keyset_cursor_and_filters(api: Api) -> None:

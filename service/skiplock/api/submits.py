@@ -92,8 +92,11 @@ class SubmitWriter:
             if len(batch) == 1:
                 _fail(batch, exc)
                 return
-            for one in batch:  # find the bad row: each on its own
-                await self._write([one])
+            companies = _by_company(batch)
+            # A refusal is most often one company's (max_queued, a deleted company): the
+            # other companies' rows go on together; within the refused company, row by row.
+            for group in companies if len(companies) > 1 else [[one] for one in batch]:
+                await self._write(group)
             return
         except Exception as exc:  # the database is down, the pool timed out...
             _fail(batch, exc)
@@ -111,6 +114,13 @@ class SubmitWriter:
                 return [row] if row is not None else []
             arrays = {name: [params[field] for params in batch] for field, name in COLUMNS.items()}
             return await store.insert_jobs(conn, arrays)
+
+
+def _by_company(batch: list[_Waiting]) -> list[list[_Waiting]]:
+    groups: dict[Any, list[_Waiting]] = {}
+    for waiting in batch:
+        groups.setdefault(waiting[0]["company_id"], []).append(waiting)
+    return list(groups.values())
 
 
 def _fail(batch: list[_Waiting], exc: BaseException) -> None:
