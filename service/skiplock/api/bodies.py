@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from starlette.requests import Request
@@ -14,9 +13,6 @@ from skiplock.api.errors import ApiError
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB
 MAX_DEPTH = 64
-# A number Python reads as a float outside a double's range (inf) needs an exponent, or more
-# than 308 digits: text with neither cannot hold one, so the walk below can be skipped.
-_MAYBE_OUT_OF_RANGE = re.compile(r"[0-9][eE]|[0-9]{300}")
 
 
 def _is_json_media_type(content_type: str) -> bool:
@@ -43,10 +39,14 @@ async def read_json(request: Request) -> Any:
             raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes (1 MiB)")
     try:
         text = body.decode("utf-8")
-        value = _loads(text)
+        walk = not _plainly_storable(text)
+        try:
+            value = _loads(text)
+        except _OutOfRange:  # valid JSON: read it again for the walk to name the place
+            value, walk = _PLAIN_DECODER.decode(text), True
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ApiError(400, f"the body is not valid JSON ({_reason(exc)})") from None
-    if not _plainly_storable(text):
+    if walk:
         check_storable(value)
     return value
 
@@ -55,7 +55,22 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+class _OutOfRange(Exception):
+    """A number the decoder read as a float outside a double's range (1e999 becomes inf),
+    which Postgres's jsonb refuses."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _OutOfRange(text)
+    return value
+
+
+# Floats are checked as they are read (ints are exact in Python and in jsonb's numeric), so
+# only a body that holds an out-of-range one pays for the walk.
+_DECODER = json.JSONDecoder(parse_constant=_no_constants, parse_float=_finite_float)
+_PLAIN_DECODER = json.JSONDecoder(parse_constant=_no_constants)
 _BOM = "\ufeff"
 
 
@@ -72,14 +87,10 @@ def _plainly_storable(text: str) -> bool:
 
     A NUL or a lone surrogate can only reach a parsed string through a \\u escape: the
     decoder refuses raw control characters, and valid UTF-8 never decodes to a surrogate.
-    Nesting N deep takes at least N brackets or braces (strings can only add more). And an
-    out-of-range number needs an exponent or 300+ digits in a row.
+    Nesting N deep takes at least N brackets or braces (strings can only add more).
+    Out-of-range numbers were refused while decoding (_finite_float).
     """
-    return (
-        "\\u" not in text
-        and text.count("[") + text.count("{") <= MAX_DEPTH
-        and _MAYBE_OUT_OF_RANGE.search(text) is None
-    )
+    return "\\u" not in text and text.count("[") + text.count("{") <= MAX_DEPTH
 
 
 def _reason(exc: BaseException) -> str:
