@@ -6,7 +6,8 @@ one's tick and next run (`Rule.plan_tick`, pure: the latest tick at or before no
 missed while no worker ran collapse into one), insert their jobs in one statement with the
 idempotency key schedule:<id>:<tick> (unique per company: ON CONFLICT DO NOTHING), and move
 the schedules on. A job is an ordinary job: its events, webhooks and the company's limits
-apply. The ticker sleeps until the earliest next run, and at most a second.
+apply. The ticker sleeps until the earliest next run, and at most a second: while nothing
+is due, one statement a second.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from skiplock.schedules import InvalidSchedule, Rule
 
 BATCH = 100
 POLL_SECONDS = 1.0
+LOCKED_RETRY_SECONDS = 0.05
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 UNUSABLE_RETRY = timedelta(hours=1)
 
@@ -48,9 +50,15 @@ class ScheduleTicker:
         failures = 0
         while True:
             try:
-                while await self.run_once() == BATCH:
-                    pass  # a full batch: more may be due
+                # One statement a second while nothing is due; the claim's transaction only
+                # when something is.
                 wait = await self._until_next_due()
+                if wait <= 0:
+                    while await self.run_once() == BATCH:
+                        pass  # a full batch: more may be due
+                    # Still due now means another worker holds those schedules (SKIP LOCKED):
+                    # look again shortly rather than at once.
+                    wait = max(await self._until_next_due(), LOCKED_RETRY_SECONDS)
                 failures = 0
             except psycopg.Error as exc:
                 if failures == 0:
