@@ -665,7 +665,7 @@ async def test_old_finished_deliveries_are_pruned_and_pending_ones_kept(
     conn: psycopg.Connection[Any], company_id: uuid.UUID, database_url: str
 ) -> None:
     from skiplock import db
-    from skiplock.worker.webhooks import prune_once
+    from skiplock.worker.maintenance import prune_once
 
     _webhook_row(conn, company_id, ["content_job.queued"])
     conn.execute(

@@ -62,20 +62,26 @@ async def prune_forever(pool: AsyncConnectionPool, retention_days: int) -> None:
         await asyncio.sleep(PRUNE_INTERVAL)
 
 
+# What pruning deletes, PRUNE_BATCH rows per statement: events of finished jobs past the
+# retention, delivered and failed webhook deliveries past it, and deliveries whose webhook is
+# gone (deleted by hand, or racing its delete).
+PRUNED = ("prune_events", "prune_webhook_deliveries", "prune_orphan_webhook_deliveries")
+
+
 async def prune_once(pool: AsyncConnectionPool, retention_days: int) -> int:
-    """Delete old events of finished jobs, PRUNE_BATCH per transaction; and dead workers."""
+    """Delete what PRUNED names, PRUNE_BATCH per transaction; and dead workers."""
     total = 0
+    params = {"retention_days": retention_days, "limit": PRUNE_BATCH}
     async with pool.connection() as conn:
-        while True:
-            cursor = await conn.execute(
-                store.query("prune_events"),
-                {"retention_days": retention_days, "limit": PRUNE_BATCH},
-                prepare=True,
-            )
-            total += cursor.rowcount
-            if cursor.rowcount < PRUNE_BATCH:
-                break
+        for name in PRUNED:
+            while True:
+                cursor = await conn.execute(store.query(name), params, prepare=True)
+                total += cursor.rowcount
+                if cursor.rowcount < PRUNE_BATCH:
+                    break
         await conn.execute(store.query("prune_workers"))
     if total:
-        log.info("pruned %d event(s) older than %d day(s)", total, retention_days)
+        log.info(
+            "pruned %d event(s) and webhook deliveries older than %d day(s)", total, retention_days
+        )
     return total

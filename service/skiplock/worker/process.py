@@ -49,7 +49,6 @@ from skiplock.worker.runner import Runner, elapsed_ms
 from skiplock.worker.schedules import ScheduleTicker
 from skiplock.worker.uploads import Uploads
 from skiplock.worker.webhooks import DELIVERIES_CHANNEL, DeliverySender
-from skiplock.worker.webhooks import prune_forever as prune_deliveries_forever
 
 QUEUED_CHANNEL = "content_jobs_queued"
 POLL_INTERVAL = 1.0  # SPEC §2: workers poll at least every second
@@ -212,10 +211,6 @@ class Worker:
                 *(("retention", loop) for loop in self._retention(pool)),
                 # Webhook deliveries and schedule ticks: tasks of their own, never handler slots.
                 ("webhook deliveries", self._deliveries.run_forever()),
-                (
-                    "delivery pruning",
-                    prune_deliveries_forever(pool, self.settings.event_retention_days),
-                ),
                 ("schedule ticks", ScheduleTicker(pool).run_forever()),
             )
         ]

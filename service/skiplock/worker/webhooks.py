@@ -64,8 +64,6 @@ MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 ERROR_BODY_CHARACTERS = 200
 WRITE_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 CLOSE_GRACE_SECONDS = 1.0
-PRUNE_INTERVAL = 60.0
-PRUNE_BATCH = 1000
 
 log = logging.getLogger(__name__)
 
@@ -342,29 +340,3 @@ def _log_result(delivery: Delivery, result: Result) -> None:
                 retry_at=result.next_attempt_at.isoformat() if result.next_attempt_at else None,
             ),
         )
-
-
-async def prune_forever(pool: AsyncConnectionPool, retention_days: int) -> None:
-    """Delete delivered and failed deliveries older than the event retention, every minute."""
-    while True:
-        try:
-            await prune_once(pool, retention_days)
-        except psycopg.Error as exc:
-            log.debug("pruning webhook deliveries skipped: %s", type(exc).__name__)
-        await asyncio.sleep(PRUNE_INTERVAL)
-
-
-async def prune_once(pool: AsyncConnectionPool, retention_days: int) -> int:
-    """Delete finished deliveries past the retention, and those whose webhook is gone."""
-    total = 0
-    params = {"retention_days": retention_days, "limit": PRUNE_BATCH}
-    async with pool.connection() as conn:
-        for name in ("prune_webhook_deliveries", "prune_orphan_webhook_deliveries"):
-            while True:
-                cursor = await conn.execute(store.query(name), params)
-                total += cursor.rowcount
-                if cursor.rowcount < PRUNE_BATCH:
-                    break
-    if total:
-        log.info("pruned %d webhook deliveries older than %d day(s)", total, retention_days)
-    return total
