@@ -52,14 +52,12 @@ async def _all(
 ) -> list[Row]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(statement, params, prepare=True)
-        return await cur.fetchall()
+        return await cur.fetchall() if cur.description else []  # [] for one without RETURNING
 
 
 async def rows(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> list[Row]:
     """Every row of the named query (the webhook and schedule modules run theirs with it)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query(name), params)
-        return await cur.fetchall() if cur.description else []
+    return await _all(conn, query(name), params)
 
 
 # ------------------------------------------------------------------------------------------
@@ -348,9 +346,7 @@ async def resume_job_type(
 
 
 async def list_paused_job_types(conn: AsyncConnection[Any], job_type: str) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("list_paused_job_types"), {"job_type": job_type})
-        return await cur.fetchall()
+    return await rows(conn, "list_paused_job_types", {"job_type": job_type})
 
 
 async def purge_finished_jobs(
