@@ -19,8 +19,9 @@ job fails at once, saying why. The reading is conservative:
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 POINTS_PER_INCH = 72.0
@@ -60,7 +61,7 @@ class Bitmap:
 def attributes(source: str) -> dict[str, list[str]]:
     """Every value given to a size attribute anywhere in the source, by name."""
     found: dict[str, list[str]] = {}
-    tokens = list(_values(source))
+    tokens = _values(source)
     for index in range(len(tokens) - 2):
         name, equals, value = tokens[index : index + 3]
         if name in SIZE_ATTRIBUTES and equals == "=" and value is not None:
@@ -96,7 +97,7 @@ def bitmap_bound(source: str, defaults: Mapping[str, str] | None = None) -> Bitm
     return Bitmap((w + side) * dpi, (h + side) * dpi, f"{why} at dpi {dpi:g}")
 
 
-def _values(source: str) -> Iterator[str | None]:
+def _values(source: str) -> list[str | None]:
     """The source as tokens: a word or a string as its text ("a" + "b" joined as "ab"),
     punctuation as itself, an HTML string as None."""
     tokens: list[tuple[str, str | None]] = []
@@ -106,7 +107,7 @@ def _values(source: str) -> Iterator[str | None]:
         if match is None:  # cannot happen: `.` matches any character
             break
         position = match.end()
-        kind = match.lastgroup or "punct"
+        kind = str(match.lastgroup)  # every alternative of _TOKEN is a named group
         if kind == "html":
             position = _skip_html(source, position)
             tokens.append((kind, None))
@@ -118,8 +119,7 @@ def _values(source: str) -> Iterator[str | None]:
             tokens.append((kind, text))
         elif kind != "space":
             tokens.append((kind, match.group(kind)))
-    for _, text in tokens:
-        yield text
+    return [text for _, text in tokens]
 
 
 def _skip_html(source: str, position: int) -> int:
@@ -135,11 +135,8 @@ def _number(text: str) -> float | None:
     match = _NUMBER.match(text)
     if match is None:
         return None
-    try:
-        value = float(match.group())
-    except ValueError:
-        return None
-    return value if value == value and value != float("inf") else None
+    value = float(match.group())  # _NUMBER matches only what float() reads (never nan)
+    return value if math.isfinite(value) else None  # 1e999 is inf: no bound can be read
 
 
 def _pair(text: str) -> tuple[float, float]:
