@@ -31,6 +31,7 @@ async def test_submit_answers_202_with_location_and_the_job_reads_back(api: Api)
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["status"] == "queued" and body["createdAt"].endswith("Z")
+    assert uuid.UUID(body["jobId"]).version == 7  # time-ordered (sql/0010)
     assert response.headers["location"] == f"{api.acme.prefix}/content-jobs/{body['jobId']}"
     job = (await api.client.get(response.headers["location"], headers=api.acme.headers)).json()
     assert job["id"] == body["jobId"] and job["companyId"] == str(api.acme.company_id)

@@ -13,6 +13,7 @@ from skiplock import db, events, store
 
 Conn = psycopg.Connection[Any]
 LATER = (  # applied after 0006, newest first
+    "0010.time-ordered-job-ids",
     "0009.deliveries-without-job-fk",
     "0008.operations",
     "0007.webhooks-schedules",

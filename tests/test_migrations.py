@@ -35,6 +35,7 @@ ALL = (
     "0007.webhooks-schedules",
     "0008.operations",
     "0009.deliveries-without-job-fk",
+    "0010.time-ordered-job-ids",
 )
 
 

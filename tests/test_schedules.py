@@ -321,6 +321,7 @@ async def test_a_scheduled_job_is_an_ordinary_job_with_events_and_webhooks(
         f"{api.acme.prefix}/content-jobs/{body['jobId']}", headers=api.acme.headers
     )
     assert job.json()["status"] == "done" and body["type"] == "content_job.done"
+    assert uuid.UUID(body["jobId"]).version == 7  # time-ordered (sql/0010)
     assert (job.json()["jobType"], job.json()["input"], job.json()["priority"]) == (
         "echo",
         {"text": "tick"},

@@ -45,6 +45,7 @@ async def test_job_goes_queued_running_done_with_its_asset_and_events(
     assert asset["source_task_id"] == "task-7" and asset["company_id"] == company_id
     assert asset["original_filename"] == "echo.txt"
     assert asset["object_key"].startswith(f"{company_id}/generated/")
+    assert asset["id"].version == 7  # time-ordered, as job ids (skiplock/ids.py)
     assert [t for t, _ in events(conn, job_id)] == [
         "content_job.queued",
         "content_job.running",

@@ -98,8 +98,8 @@ def prefill(url: str, events: int) -> None:
             conn, "INSERT INTO skiplock.companies (name) VALUES ('history') RETURNING id"
         )
         conn.execute(
-            "INSERT INTO skiplock.content_jobs (company_id, job_type, input) "
-            "SELECT %s, 'diagram', '{\"source\": \"digraph { a }\"}' "
+            "INSERT INTO skiplock.content_jobs (id, company_id, job_type, input) "
+            "SELECT skiplock.new_job_id(), %s, 'diagram', '{\"source\": \"digraph { a }\"}' "
             "FROM generate_series(1, %s)",
             (company_id, events),
         )

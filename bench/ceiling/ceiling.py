@@ -122,8 +122,8 @@ def fill(conn: psycopg.Connection[Any], case: Case, company: str, seconds: float
         table = "skiplock.content_jobs"
         conn.execute("ALTER TABLE skiplock.content_jobs DISABLE TRIGGER USER")
         conn.execute(
-            "INSERT INTO skiplock.content_jobs (company_id, job_type) "
-            "SELECT %s, 'noop' FROM generate_series(1, %s)",
+            "INSERT INTO skiplock.content_jobs (id, company_id, job_type) "
+            "SELECT skiplock.new_job_id(), %s, 'noop' FROM generate_series(1, %s)",
             (company, rows),
         )
         conn.execute("ALTER TABLE skiplock.content_jobs ENABLE TRIGGER USER")

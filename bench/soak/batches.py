@@ -34,8 +34,8 @@ async def measure(url: str, jobs: int) -> None:
             "INSERT INTO skiplock.companies (name) VALUES ('bench') RETURNING id"
         ).fetchall()[0][0]
         conn.execute(
-            "INSERT INTO skiplock.content_jobs (company_id, job_type) "
-            "SELECT %s, 'noop' FROM generate_series(1, %s)",
+            "INSERT INTO skiplock.content_jobs (id, company_id, job_type) "
+            "SELECT skiplock.new_job_id(), %s, 'noop' FROM generate_series(1, %s)",
             (company, jobs),
         )
         conn.execute("ANALYZE skiplock.content_jobs")

@@ -140,8 +140,9 @@ def drain(server_url: str, jobs: int, concurrency: int, receiver: Receiver | Non
                 if receiver is not None:
                     add_webhook(conn, company_id, receiver.url(run))
                 conn.execute(
-                    "INSERT INTO skiplock.content_jobs (company_id, job_type, run_at) "
-                    "SELECT %s, 'bench_noop', 'infinity' FROM generate_series(1, %s)",
+                    "INSERT INTO skiplock.content_jobs (id, company_id, job_type, run_at) "
+                    "SELECT skiplock.new_job_id(), %s, 'bench_noop', 'infinity' "
+                    "FROM generate_series(1, %s)",
                     (company_id, jobs),
                 )
                 conn.execute("ANALYZE skiplock.content_jobs")

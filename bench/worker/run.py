@@ -115,8 +115,9 @@ def drain_in(url: str, jobs: int, processes: int, concurrency: int) -> dict[str,
                 # Park the jobs in the future while ANALYZE/CHECKPOINT run, then release them
                 # all at once with one UPDATE (one doorbell).
                 conn.execute(
-                    "INSERT INTO skiplock.content_jobs (company_id, job_type, run_at) "
-                    "SELECT %s, 'bench_noop', 'infinity' FROM generate_series(1, %s)",
+                    "INSERT INTO skiplock.content_jobs (id, company_id, job_type, run_at) "
+                    "SELECT skiplock.new_job_id(), %s, 'bench_noop', 'infinity' "
+                    "FROM generate_series(1, %s)",
                     (company_id, jobs),
                 )
                 conn.execute("ANALYZE skiplock.content_jobs")
@@ -211,8 +212,9 @@ def noisy_in(
             with psycopg.connect(url, autocommit=True) as conn:
                 busy, quiet = company(conn), company(conn)
                 conn.execute(
-                    "INSERT INTO skiplock.content_jobs (company_id, job_type, run_at) "
-                    "SELECT %s, 'bench_wake', 'infinity' FROM generate_series(1, %s)",
+                    "INSERT INTO skiplock.content_jobs (id, company_id, job_type, run_at) "
+                    "SELECT skiplock.new_job_id(), %s, 'bench_wake', 'infinity' "
+                    "FROM generate_series(1, %s)",
                     (busy, backlog),
                 )
                 conn.execute("ANALYZE skiplock.content_jobs")

@@ -30,9 +30,9 @@ wanted AS (
     JOIN skiplock.schedules AS s ON s.id = t.schedule_id
     LEFT JOIN limits AS l ON l.company_id = s.company_id
 )
-INSERT INTO skiplock.content_jobs (company_id, job_type, input, source_task_id, priority,
+INSERT INTO skiplock.content_jobs (id, company_id, job_type, input, source_task_id, priority,
                                    idempotency_key)
-SELECT w.company_id, w.job_type, w.input, w.source_task_id, w.priority, w.key
+SELECT skiplock.new_job_id(), w.company_id, w.job_type, w.input, w.source_task_id, w.priority, w.key
 FROM wanted AS w
 WHERE w.max_queued IS NULL OR w.queued + w.nth <= w.max_queued
 ORDER BY w.n

@@ -26,6 +26,7 @@ from skiplock.api.bodies import read_json
 from skiplock.api.errors import ApiError
 from skiplock.events import utc_text
 from skiplock.handlers import InvalidInput, Registry
+from skiplock.ids import uuid7
 
 STATUSES = ("queued", "running", "done", "failed", "canceled")
 DEFAULT_LIMIT = 50
@@ -93,7 +94,7 @@ async def submit_job(request: Request) -> JSONResponse:
     idempotency_key = _idempotency_key(request)
     request_sha256 = _canonical_sha256(fields) if idempotency_key else None
     params = {
-        "id": uuid.uuid4(),
+        "id": uuid7(),
         "company_id": auth.company_id,
         "job_type": fields["jobType"],
         "input": Jsonb(fields["input"]),
@@ -258,7 +259,6 @@ async def list_jobs(request: Request) -> Response:
     if "\x00" in (job_type or "") + (source_task_id or ""):
         raise ApiError(422, "query values cannot contain NUL characters")
     params = {
-        "id": uuid.uuid4(),
         "company_id": auth.company_id,
         "status": status,
         "job_type": job_type,

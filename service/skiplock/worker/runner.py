@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from skiplock.handlers import InvalidInput, JobType, Output, PermanentError, Registry
+from skiplock.ids import uuid7
 from skiplock.storage import AssetTooLarge, Storage, bytes_chunks, file_chunks, object_key_for
 from skiplock.worker import retry_policy, sanitize
 from skiplock.worker.children import ChildLimits
@@ -150,7 +151,7 @@ class Runner:
             raise PermanentError(
                 f"handler returned {type(output).__name__}; expected skiplock.Output or None"
             )
-        asset_id = uuid.uuid4()
+        asset_id = uuid7()  # time-ordered: see skiplock/ids.py
         # Cleaned once, before the bytes go anywhere: the object's metadata (S3's
         # Content-Type and Content-Disposition) and the asset row say the same.
         filename = sanitize.clean_filename(output.filename)
