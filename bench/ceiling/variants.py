@@ -41,6 +41,7 @@ VARIANTS = {
     "no-event-brin": "DROP INDEX skiplock.content_job_events_created_brin",
     "no-outbox": "ALTER TABLE skiplock.content_job_events "
     "DISABLE TRIGGER content_job_events_outbox",
+    "fillfactor-80": "ALTER TABLE skiplock.content_jobs SET (fillfactor = 80)",
     # ceiling.fill() inserts with new_job_id(); this makes it fall back to the default.
     "random-ids": "CREATE OR REPLACE FUNCTION skiplock.new_job_id() RETURNS uuid "
     "LANGUAGE sql VOLATILE AS 'SELECT gen_random_uuid()'",
