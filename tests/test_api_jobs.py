@@ -182,43 +182,53 @@ async def test_concurrent_submits_share_statements_and_each_gets_its_own_job(api
     assert writer.statements - before < 40  # submits that arrived together went in together
 
 
+def submit_params(company_id: uuid.UUID, key: str | None = None) -> dict[str, Any]:
+    """One submit as the API hands it to its batching writer (api/submits.py)."""
+    return {
+        "id": uuid.uuid4(),
+        "company_id": company_id,
+        "job_type": "noop",
+        "input": Jsonb({}),
+        "source_task_id": None,
+        "priority": 0,
+        "run_at": None,
+        "max_attempts": 3,
+        "timeout_seconds": None,
+        "idempotency_key": key,
+        "request_sha256": None,
+    }
+
+
 async def test_a_batch_with_a_bad_row_fails_only_that_row(api: Api) -> None:
     writer = api.app_state().submits
 
-    def params(company_id: uuid.UUID, key: str | None = None) -> dict[str, Any]:
-        return {
-            "id": uuid.uuid4(),
-            "company_id": company_id,
-            "job_type": "noop",
-            "input": Jsonb({}),
-            "source_task_id": None,
-            "priority": 0,
-            "run_at": None,
-            "max_attempts": 3,
-            "timeout_seconds": None,
-            "idempotency_key": key,
-            "request_sha256": None,
-        }
-
     # Two submits with one idempotency key in the same statement: the first gets the row.
     # (The first of each gather is written alone, at once; the others wait and go together.)
-    first, second = params(api.acme.company_id, "k-batch"), params(api.acme.company_id, "k-batch")
+    first, second = (
+        submit_params(api.acme.company_id, "k-batch"),
+        submit_params(api.acme.company_id, "k-batch"),
+    )
     before = writer.statements
     same_key = await asyncio.gather(
-        writer.insert(params(api.acme.company_id)), writer.insert(first), writer.insert(second)
+        writer.insert(submit_params(api.acme.company_id)),
+        writer.insert(first),
+        writer.insert(second),
     )
     assert writer.statements - before == 2
     assert same_key[1] is not None and same_key[1]["id"] == first["id"]
     assert same_key[2] is None  # the key was taken: its caller reads the job that holds it
 
     good, vanished, also_good = (
-        params(api.acme.company_id),
-        params(uuid.uuid4()),  # no such company: the foreign key refuses this row
-        params(api.acme.company_id),
+        submit_params(api.acme.company_id),
+        submit_params(uuid.uuid4()),  # no such company: the foreign key refuses this row
+        submit_params(api.acme.company_id),
     )
     before = writer.statements
     results = await asyncio.gather(
-        *(writer.insert(p) for p in (params(api.acme.company_id), good, vanished, also_good)),
+        *(
+            writer.insert(p)
+            for p in (submit_params(api.acme.company_id), good, vanished, also_good)
+        ),
         return_exceptions=True,
     )
     # 1 alone; 3 refused together; then the company's 2 together and the vanished one alone.
@@ -236,24 +246,9 @@ async def test_a_company_over_its_quota_does_not_make_a_batch_go_row_by_row(api:
     writer = api.app_state().submits
     api.sql("UPDATE skiplock.companies SET max_queued = 0 WHERE id = %s", (api.other.company_id,))
 
-    def params(company_id: uuid.UUID) -> dict[str, Any]:
-        return {
-            "id": uuid.uuid4(),
-            "company_id": company_id,
-            "job_type": "noop",
-            "input": Jsonb({}),
-            "source_task_id": None,
-            "priority": 0,
-            "run_at": None,
-            "max_attempts": 3,
-            "timeout_seconds": None,
-            "idempotency_key": None,
-            "request_sha256": None,
-        }
-
     before = writer.statements
-    rows = [params(api.acme.company_id) for _ in range(11)]
-    rows.insert(6, params(api.other.company_id))
+    rows = [submit_params(api.acme.company_id) for _ in range(11)]
+    rows.insert(6, submit_params(api.other.company_id))
     results = await asyncio.gather(*(writer.insert(p) for p in rows), return_exceptions=True)
     refused = results.pop(6)
     assert isinstance(refused, psycopg.errors.CheckViolation)

@@ -6,7 +6,8 @@ jobs/s and µs a job of each, and the difference to the first variant named.
     .venv/bin/python bench/ceiling/variants.py postgresql://…/postgres [--batch 100]
         [--repeat 3] [baseline no-created-idx random-ids ...]
 
-The server URL's role must be allowed to create databases: it makes and drops `variants`.
+The server URL's role must be allowed to create databases: each measurement gets its own,
+migrated and dropped afterwards (bench/cluster.py).
 A variant drops an index, turns the webhook outbox trigger off, or gives the queued jobs
 random ids (gen_random_uuid(), the column default) instead of skiplock.new_job_id()'s.
 Diagnostics, not fixes: most variants break something SPEC asks for.
@@ -20,15 +21,13 @@ import sys
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent.parent / "service"))
+sys.path.insert(0, str(HERE.parent))
 
 import ceiling  # noqa: E402  (bench/ceiling/ceiling.py)
-
-from skiplock import db  # noqa: E402
+from cluster import fresh_database  # noqa: E402  (bench/cluster.py)
 
 VARIANTS = {
     "baseline": "",
@@ -46,15 +45,6 @@ VARIANTS = {
     "random-ids": "CREATE OR REPLACE FUNCTION skiplock.new_job_id() RETURNS uuid "
     "LANGUAGE sql VOLATILE AS 'SELECT gen_random_uuid()'",
 }
-
-
-def fresh(server: str) -> str:
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS variants WITH (FORCE)")
-        conn.execute("CREATE DATABASE variants")
-    url = make_conninfo(server, dbname="variants")
-    db.migrate(url)
-    return url
 
 
 def main() -> None:
@@ -77,11 +67,11 @@ def main() -> None:
     jobs_s: dict[str, list[float]] = {name: [] for name in args.variants}
     for rep in range(args.repeat):
         for name in args.variants:
-            url = fresh(args.server)
-            if VARIANTS[name]:
-                with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute(VARIANTS[name])
-            figure = ceiling.run_case(url, case, args.seconds)["jobs_s"]
+            with fresh_database(args.server) as url:
+                if VARIANTS[name]:
+                    with psycopg.connect(url, autocommit=True) as conn:
+                        conn.execute(VARIANTS[name])
+                figure = ceiling.run_case(url, case, args.seconds)["jobs_s"]
             jobs_s[name].append(figure)
             print(f"rep {rep + 1}: {name}: {figure:,.0f} jobs/s", flush=True)
     first = 1e6 / statistics.median(jobs_s[args.variants[0]])
